@@ -1,0 +1,203 @@
+/*
+ * umapd.h - user-space paging on userfaultfd: the native API.
+ *
+ * A region is a range of this process's address space whose pages umapd
+ * serves from a file: a page is read from the file the first time it is
+ * touched, written back when it is dirty and umapd needs the memory, and
+ * dropped when it is cold.  At most a budget of bytes (UMAPD_BUFSIZE) is
+ * resident across all regions of the process.
+ *
+ * Every function is thread-safe.  Functions that can fail return -1 (or
+ * NULL) and set errno; the errno values each one can set are listed with it.
+ * Nothing in the library calls abort() or exit() on bad input.
+ */
+#ifndef UMAPD_H
+#define UMAPD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define UMAPD_VERSION_MAJOR 0
+#define UMAPD_VERSION_MINOR 1
+#define UMAPD_VERSION_PATCH 0
+
+/* Flags for umapd_map(). */
+#define UMAPD_FIXED    0x1 /* place the region exactly at addr (replacing what is there) */
+#define UMAPD_GROWABLE 0x2 /* writes past the end of the file extend the file */
+
+/* Advice for umapd_advise(). */
+#define UMAPD_ADV_NORMAL     0 /* adaptive read-ahead (the default) */
+#define UMAPD_ADV_SEQUENTIAL 1 /* always read ahead the full window */
+#define UMAPD_ADV_RANDOM     2 /* no read-ahead */
+#define UMAPD_ADV_WILLNEED   3 /* start bringing the range in (as umapd_prefetch) */
+#define UMAPD_ADV_DONTNEED   4 /* write back and drop the range (as umapd_evict) */
+
+/*
+ * Per-region options.  Zero-initialise the whole structure and set what you
+ * need: a zero field means "the global default".  reserved[] must stay zero
+ * so that later versions can add fields without breaking callers.
+ */
+struct umapd_region_opts {
+	size_t page_size;  /* power-of-two multiple of the system page size; 0: UMAPD_PAGESIZE */
+	long read_ahead;   /* max read-ahead window in pages; 0: UMAPD_READ_AHEAD; -1: none */
+	uint64_t reserved[8];
+};
+
+/* Statistics.  Counters are totals since the region (or process) started. */
+struct umapd_stats {
+	uint64_t faults;          /* fault messages served (read + write + wp) */
+	uint64_t read_faults;     /* missing-page faults by a read */
+	uint64_t write_faults;    /* missing-page faults by a write */
+	uint64_t wp_faults;       /* first writes to clean resident pages */
+	uint64_t fills;           /* pages brought in from the store (incl. read-ahead) */
+	uint64_t evictions;       /* pages dropped */
+	uint64_t dirty_evictions; /* of those, pages written back first */
+	uint64_t flushed_pages;   /* pages written back and kept (umapd_flush) */
+	uint64_t bytes_read;      /* bytes read from stores */
+	uint64_t bytes_written;   /* bytes written to stores */
+	uint64_t resident_bytes;  /* bytes resident now */
+	uint64_t dirty_bytes;     /* bytes resident and dirty now */
+	uint64_t readahead_pages; /* pages brought in ahead of a fault */
+	uint64_t io_errors;       /* failed store reads and writes */
+	uint64_t fault_wait_budget; /* faults that waited for memory to be freed */
+	uint64_t meta_bytes;      /* engine memory used for page bookkeeping now */
+	uint64_t latency_p50_ns;  /* fault-service latency, median */
+	uint64_t latency_p99_ns;  /* fault-service latency, 99th percentile */
+	uint64_t latency_max_ns;  /* fault-service latency, worst seen */
+	uint64_t regions;         /* regions mapped now (process stats only) */
+	uint64_t budget_bytes;    /* the budget in force (process stats only) */
+	uint64_t reserved[8];
+};
+
+/*
+ * Global settings.  Read from the environment when the library starts
+ * (umapd_init() or the first umapd_map()), changeable with umapd_config_set().
+ *
+ *   UMAPD_BUFSIZE     budget: bytes with optional K/M/G/T suffix, or N% of RAM  (default 50%)
+ *   UMAPD_PAGESIZE    default region page size, bytes with optional suffix     (default 4K)
+ *   UMAPD_HIGH_WATER  eviction starts above this percentage of the budget     (default 90)
+ *   UMAPD_LOW_WATER   eviction stops below this percentage of the budget      (default 70)
+ *   UMAPD_FILLERS     fault-service threads, 1..256                           (default 2)
+ *   UMAPD_EVICTORS    eviction threads, 1..64                                 (default 1)
+ *   UMAPD_READ_AHEAD  default max read-ahead window in pages, 0..4096         (default 32)
+ *   UMAPD_LOG_LEVEL   error|warn|info|debug, or 0..3                          (default warn)
+ *
+ * An invalid value makes umapd_init() (and so umapd_map()) fail with EINVAL
+ * after one log line naming the variable and the accepted form.
+ */
+
+/*
+ * Start the engine now instead of at the first umapd_map().  Idempotent.
+ * Errors: EINVAL (an environment variable is invalid), EPERM (userfaultfd
+ * is not permitted; the log says how to allow it), ENOMEM, EMFILE/ENFILE,
+ * ENOSYS (no userfaultfd in this kernel).
+ */
+int umapd_init(void);
+
+/*
+ * Set one setting by its environment-variable name and string value, with
+ * the same syntax as the environment.  UMAPD_BUFSIZE, the water marks,
+ * UMAPD_READ_AHEAD, UMAPD_PAGESIZE and UMAPD_LOG_LEVEL may change at any
+ * time (a smaller budget makes the evictors catch up); UMAPD_FILLERS and
+ * UMAPD_EVICTORS only before the engine starts.
+ * Errors: EINVAL (unknown name, malformed value, high water <= low water),
+ * EBUSY (thread counts after start), EFAULT (NULL name or value).
+ */
+int umapd_config_set(const char *name, const char *value);
+
+/*
+ * Write the current value of a setting, in its environment syntax (sizes in
+ * plain bytes), into buf.  Returns the length written.
+ * Errors: EINVAL (unknown name), ERANGE (buf too small), EFAULT (NULL).
+ */
+int umapd_config_get(const char *name, char *buf, size_t buflen);
+
+/* Budget in bytes; the same as UMAPD_BUFSIZE.  Errors: EINVAL (0 or too small for one page). */
+int umapd_set_bufsize(size_t bytes);
+size_t umapd_get_bufsize(void);
+
+/*
+ * Map [offset, offset + length) of the file open on fd, paged by umapd.
+ * addr: NULL lets umapd choose; with UMAPD_FIXED it must be page aligned and
+ * the range is placed there.  prot: PROT_READ, optionally | PROT_WRITE
+ * (writes are written back to the file; fd must then be open O_RDWR).
+ * flags: 0, UMAPD_FIXED, UMAPD_GROWABLE.  offset: a multiple of the region's
+ * page size.  length: any size > 0; bytes past the end of the file read as
+ * zeros and are not written back (so the file never grows) unless the region
+ * is UMAPD_GROWABLE.  fd may be closed after the call (umapd keeps a dup).
+ * Returns the region's address, or NULL with errno:
+ *   EINVAL  length 0, bad prot/flags, offset not aligned, bad opts (page
+ *           size not a power-of-two multiple of the system page size, bad
+ *           read_ahead, non-zero reserved), unaligned addr with UMAPD_FIXED,
+ *           or an invalid environment setting
+ *   EBADF   fd is not an open descriptor
+ *   EACCES  fd is not open for reading, or not for writing with PROT_WRITE
+ *   ENODEV  fd is not a regular file or block device
+ *   EOVERFLOW offset + length overflows
+ *   EPERM   userfaultfd is not permitted for this process (see the log)
+ *   ENOMEM  no address space or memory
+ */
+void *umapd_map(void *addr, size_t length, int prot, int flags, int fd, off_t offset,
+		const struct umapd_region_opts *opts);
+
+/*
+ * Write dirty pages back, wait for the writes, unregister the range and
+ * unmap it: afterwards touching it raises SIGSEGV and its memory is
+ * returned.  If a write fails, nothing is unmapped, the region stays usable
+ * and the error is returned (so no data is lost).
+ * Errors: EINVAL (addr is not the start of a region), the store's write
+ * error (EIO, ENOSPC, EDQUOT, ...).
+ */
+int umapd_unmap(void *addr);
+
+/*
+ * Write the dirty pages in [addr, addr + length) back and keep them resident,
+ * like msync(MS_SYNC).  The range may span several regions; parts outside
+ * any region are ignored.  Returns -1 with the first write error (including
+ * one from a background eviction since the last flush) in errno.
+ * Errors: EINVAL (addr NULL or overflowing range), ENOMEM (range not inside
+ * any region), the store's write error.
+ */
+int umapd_flush(void *addr, size_t length);
+
+/*
+ * Write back and drop the resident pages in [addr, addr + length).
+ * Errors: as umapd_flush.  Pages whose write fails stay resident and dirty.
+ */
+int umapd_evict(void *addr, size_t length);
+
+/*
+ * Start bringing [addr, addr + length) in, asynchronously; returns at once.
+ * Pages are brought in while the budget has room below the high water mark.
+ * Errors: EINVAL (addr NULL or overflow), ENOMEM (not inside any region).
+ */
+int umapd_prefetch(void *addr, size_t length);
+
+/*
+ * Advise umapd about the access pattern of [addr, addr + length).
+ * NORMAL/SEQUENTIAL/RANDOM set the read-ahead mode of the regions touched;
+ * WILLNEED is umapd_prefetch, DONTNEED is umapd_evict.
+ * Errors: EINVAL (bad advice, addr NULL), ENOMEM (not inside any region),
+ * and those of umapd_evict for DONTNEED.
+ */
+int umapd_advise(void *addr, size_t length, int advice);
+
+/* Process-wide statistics (live regions plus ones already unmapped). Errors: EFAULT. */
+int umapd_stats(struct umapd_stats *out);
+
+/* Statistics of the region containing addr.  Errors: EFAULT, EINVAL (not in a region). */
+int umapd_region_stats(void *addr, struct umapd_stats *out);
+
+/* The page size of the region containing addr, or 0 with errno EINVAL. */
+size_t umapd_region_page_size(void *addr);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* UMAPD_H */

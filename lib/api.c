@@ -1,0 +1,432 @@
+/*
+ * The public API: argument checks, and the one place where the engine's
+ * negative errno values become -1/NULL plus errno.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "umapd.h"
+#include "util/log.h"
+
+#define API __attribute__((visibility("default")))
+
+static int fail(int neg)
+{
+	errno = -neg;
+	return -1;
+}
+
+API int umapd_init(void)
+{
+	int ret = eng_start();
+
+	return ret < 0 ? fail(ret) : 0;
+}
+
+API int umapd_config_set(const char *name, const char *value)
+{
+	if (!name || !value)
+		return fail(-EFAULT);
+	int ret = eng_config_set(name, value);
+
+	return ret < 0 ? fail(ret) : 0;
+}
+
+API int umapd_config_get(const char *name, char *buf, size_t buflen)
+{
+	if (!name || !buf)
+		return fail(-EFAULT);
+	int ret = eng_config_get(name, buf, buflen);
+
+	return ret < 0 ? fail(ret) : ret;
+}
+
+API int umapd_set_bufsize(size_t bytes)
+{
+	char v[32];
+
+	snprintf(v, sizeof(v), "%zu", bytes);
+	return umapd_config_set("UMAPD_BUFSIZE", v);
+}
+
+API size_t umapd_get_bufsize(void)
+{
+	char v[32];
+
+	if (eng_config_get("UMAPD_BUFSIZE", v, sizeof(v)) < 0)
+		return 0;
+	return (size_t)strtoull(v, NULL, 10);
+}
+
+/* Fill in a region's layout from the arguments; negative errno if invalid. */
+static int region_layout(struct eng_region *r, size_t length, int prot, int flags, off_t offset,
+			 const struct umapd_region_opts *opts)
+{
+	size_t sys = (size_t)sysconf(_SC_PAGESIZE), psize;
+	char v[32];
+	long ra;
+
+	if (length == 0 || prot == 0 || (prot & ~(PROT_READ | PROT_WRITE)) ||
+	    (flags & ~(UMAPD_FIXED | UMAPD_GROWABLE)))
+		return -EINVAL;
+	if ((flags & UMAPD_GROWABLE) && !(prot & PROT_WRITE))
+		return -EINVAL;
+	if (eng_config_get("UMAPD_PAGESIZE", v, sizeof(v)) < 0)
+		return -EINVAL;
+	psize = (size_t)strtoull(v, NULL, 10);
+	if (eng_config_get("UMAPD_READ_AHEAD", v, sizeof(v)) < 0)
+		return -EINVAL;
+	ra = strtol(v, NULL, 10);
+	if (opts) {
+		for (size_t i = 0; i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
+			if (opts->reserved[i])
+				return -EINVAL;
+		if (opts->page_size) {
+			psize = opts->page_size;
+			if (psize < sys || (psize & (psize - 1)) || psize > ((size_t)1 << 30))
+				return -EINVAL;
+		}
+		if (opts->read_ahead < -1 || opts->read_ahead > 4096)
+			return -EINVAL;
+		if (opts->read_ahead)
+			ra = opts->read_ahead < 0 ? 0 : opts->read_ahead;
+	}
+	if (offset < 0 || (uint64_t)offset % psize)
+		return -EINVAL;
+	if ((uint64_t)offset > UINT64_MAX - length || length > SIZE_MAX - sys ||
+	    (uint64_t)offset + length > (uint64_t)INT64_MAX)
+		return -EOVERFLOW;
+	r->psize = psize;
+	r->pshift = (unsigned)__builtin_ctzll(psize);
+	r->len = (length + sys - 1) & ~(sys - 1);
+	r->npages = (r->len + psize - 1) >> r->pshift;
+	r->offset = (uint64_t)offset;
+	r->writable = prot & PROT_WRITE;
+	r->growable = flags & UMAPD_GROWABLE;
+	r->ra_max = ra;
+	r->advice = UMAPD_ADV_NORMAL;
+	return 0;
+}
+
+/* Reserve address space for a region, aligned to its page size (up to 2 MiB). */
+static void *region_mmap(void *addr, size_t len, size_t psize, int prot, int flags)
+{
+	int mf = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+	size_t align = psize < ((size_t)2 << 20) ? psize : ((size_t)2 << 20);
+	char *p, *a;
+
+	if (flags & UMAPD_FIXED)
+		return mmap(addr, len, prot, mf | MAP_FIXED, -1, 0);
+	if (align <= (size_t)sysconf(_SC_PAGESIZE))
+		return mmap(NULL, len, prot, mf, -1, 0);
+	p = mmap(NULL, len + align, prot, mf, -1, 0);
+	if (p == MAP_FAILED)
+		return p;
+	a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+	if (a > p)
+		munmap(p, (size_t)(a - p));
+	if (a + len < p + len + align)
+		munmap(a + len, (size_t)(p + len + align - (a + len)));
+	return a;
+}
+
+API void *umapd_map(void *addr, size_t length, int prot, int flags, int fd, off_t offset,
+		    const struct umapd_region_opts *opts)
+{
+	struct eng_region *r = calloc(1, sizeof(*r));
+	size_t sys = (size_t)sysconf(_SC_PAGESIZE);
+	bool wp;
+	void *base = MAP_FAILED;
+	int64_t size;
+	int ret;
+
+	if (!r) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ret = region_layout(r, length, prot, flags, offset, opts);
+	if (ret == 0 && (flags & UMAPD_FIXED) && (!addr || (uintptr_t)addr % sys))
+		ret = -EINVAL;
+	if (ret == 0)
+		ret = store_file_open(fd, r->writable, &r->store);
+	if (ret == 0)
+		ret = eng_start();
+	if (ret < 0)
+		goto fail;
+	wp = r->writable && eng.uffd.can_wp;
+	if (r->writable && !eng.uffd.can_wp) {
+		ulog_error("this kernel's userfaultfd has no write-protect support: writable regions "
+			   "cannot track dirty pages");
+		ret = -ENOTSUP;
+		goto fail;
+	}
+	size = store_size(r->store);
+	if (size < 0) {
+		ret = (int)size;
+		goto fail;
+	}
+	r->data_end = (uint64_t)size;
+
+	base = region_mmap(addr, r->len, r->psize, prot | PROT_READ, flags);
+	if (base == MAP_FAILED) {
+		ret = -errno;
+		goto fail;
+	}
+	r->base = (uintptr_t)base;
+	/* Not inherited by fork: a child would see zeros where pages are not
+	 * resident (docs/kernel-interactions.md).  No THP collapse behind our
+	 * back: resident pages are exactly the ones we installed. */
+	if (madvise(base, r->len, MADV_DONTFORK) < 0 || madvise(base, r->len, MADV_NOHUGEPAGE) < 0) {
+		ret = -errno;
+		goto fail;
+	}
+	ret = uffd_register(&eng.uffd, r->base, r->len, wp);
+	if (ret < 0) {
+		ulog_error("cannot register %zu bytes at %p with userfaultfd: %s", r->len, base,
+			   ulog_errname(-ret));
+		goto fail;
+	}
+	ret = rg_insert(r);
+	if (ret < 0) {
+		uffd_unregister(&eng.uffd, r->base, r->len);
+		goto fail;
+	}
+	return base;
+
+fail:
+	if (base != MAP_FAILED)
+		munmap(base, r->len);
+	if (r->store)
+		store_close(r->store);
+	free(r);
+	errno = -ret;
+	return NULL;
+}
+
+/* Fold a dying region's counters into the process totals. */
+static void region_retire(struct eng_region *r)
+{
+	struct umapd_stats s;
+
+	eng_region_stats(r, &s);
+	pthread_mutex_lock(&eng.retired_lock);
+#define ADD(f) eng.retired.f += s.f
+	ADD(faults);
+	ADD(read_faults);
+	ADD(write_faults);
+	ADD(wp_faults);
+	ADD(fills);
+	ADD(evictions);
+	ADD(dirty_evictions);
+	ADD(flushed_pages);
+	ADD(bytes_read);
+	ADD(bytes_written);
+	ADD(readahead_pages);
+	ADD(io_errors);
+	ADD(fault_wait_budget);
+#undef ADD
+	lat_merge(eng.retired_lat, &r->lat);
+	if (s.latency_max_ns > eng.retired_lat_max)
+		eng.retired_lat_max = s.latency_max_ns;
+	pthread_mutex_unlock(&eng.retired_lock);
+}
+
+static void drop_page(struct eng_page *p, void *arg)
+{
+	(void)arg;
+	pg_remove(p);
+}
+
+API int umapd_unmap(void *addr)
+{
+	struct eng_region *r;
+	int ret;
+
+	if (!addr || !eng.started)
+		return fail(-EINVAL);
+	r = rg_get_exact((uintptr_t)addr);
+	if (!r)
+		return fail(-EINVAL);
+	pthread_mutex_lock(&eng.lock);
+	if (r->frozen) { /* another thread is unmapping it */
+		pthread_mutex_unlock(&eng.lock);
+		rg_put(r);
+		return fail(-EINVAL);
+	}
+	r->frozen = true;
+	pthread_mutex_unlock(&eng.lock);
+
+	ret = wb_range(r, 0, r->npages, false);
+	if (ret < 0) {
+		/* Keep everything: the region stays usable and the caller can retry. */
+		pthread_mutex_lock(&eng.lock);
+		r->frozen = false;
+		pthread_mutex_unlock(&eng.lock);
+		uffd_wake(&eng.uffd, r->base, r->len);
+		rg_put(r);
+		return fail(ret);
+	}
+	rg_remove(r);
+	pthread_mutex_lock(&eng.lock);
+	pg_for_range(r, 0, r->npages, drop_page, NULL);
+	pthread_cond_broadcast(&eng.page_cv);
+	pthread_mutex_unlock(&eng.lock);
+
+	ret = uffd_unregister(&eng.uffd, r->base, r->len);
+	if (ret < 0 && ret != -ENOENT)
+		ulog_warn("region %p: UFFDIO_UNREGISTER: %s", (void *)r->base, ulog_errname(-ret));
+	if (munmap((void *)r->base, r->len) < 0)
+		ulog_warn("region %p: munmap: %s", (void *)r->base, ulog_errname(errno));
+	region_retire(r);
+	store_close(r->store);
+	free(r->buckets);
+	pthread_mutex_lock(&eng.lock);
+	eng.bucket_bytes -= r->nbuckets * sizeof(*r->buckets);
+	atomic_store_explicit(&eng.meta_now, eng.slab_bytes + eng.bucket_bytes, memory_order_relaxed);
+	pthread_mutex_unlock(&eng.lock);
+	free(r);
+	return 0;
+}
+
+/* Apply fn to the page range of every region overlapping [addr, addr+length). */
+static int for_regions(void *addr, size_t length,
+		       int (*fn)(struct eng_region *r, uint64_t first, uint64_t end, void *arg), void *arg)
+{
+	uintptr_t s = (uintptr_t)addr, e;
+	struct eng_region **v;
+	size_t n;
+	int ret, first_err = 0;
+
+	if (!addr || length == 0 || s > UINTPTR_MAX - length)
+		return -EINVAL;
+	if (!eng.started)
+		return -ENOMEM;
+	e = s + length;
+	ret = rg_get_range(s, e, &v, &n);
+	if (ret < 0)
+		return ret;
+	if (n == 0) {
+		free(v);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct eng_region *r = v[i];
+		uintptr_t a = s > r->base ? s : r->base;
+		uintptr_t b = e < r->base + r->len ? e : r->base + r->len;
+		uint64_t first = (a - r->base) >> r->pshift;
+		uint64_t end = (b - r->base + r->psize - 1) >> r->pshift;
+
+		ret = fn(r, first, end, arg);
+		if (ret < 0 && !first_err)
+			first_err = ret;
+		rg_put(r);
+	}
+	free(v);
+	return first_err;
+}
+
+static int do_writeback(struct eng_region *r, uint64_t first, uint64_t end, void *arg)
+{
+	return wb_range(r, first, end, *(bool *)arg);
+}
+
+static int do_prefetch(struct eng_region *r, uint64_t first, uint64_t end, void *arg)
+{
+	(void)arg;
+	return fault_prefetch(r, first, end);
+}
+
+static int do_advice(struct eng_region *r, uint64_t first, uint64_t end, void *arg)
+{
+	(void)first;
+	(void)end;
+	pthread_mutex_lock(&eng.lock);
+	r->advice = *(int *)arg;
+	r->ra_window = 0;
+	pthread_mutex_unlock(&eng.lock);
+	return 0;
+}
+
+API int umapd_flush(void *addr, size_t length)
+{
+	bool evict = false;
+	int ret = for_regions(addr, length, do_writeback, &evict);
+
+	return ret < 0 ? fail(ret) : 0;
+}
+
+API int umapd_evict(void *addr, size_t length)
+{
+	bool evict = true;
+	int ret = for_regions(addr, length, do_writeback, &evict);
+
+	return ret < 0 ? fail(ret) : 0;
+}
+
+API int umapd_prefetch(void *addr, size_t length)
+{
+	int ret = for_regions(addr, length, do_prefetch, NULL);
+
+	return ret < 0 ? fail(ret) : 0;
+}
+
+API int umapd_advise(void *addr, size_t length, int advice)
+{
+	int ret;
+
+	switch (advice) {
+	case UMAPD_ADV_NORMAL:
+	case UMAPD_ADV_SEQUENTIAL:
+	case UMAPD_ADV_RANDOM:
+		ret = for_regions(addr, length, do_advice, &advice);
+		break;
+	case UMAPD_ADV_WILLNEED:
+		return umapd_prefetch(addr, length);
+	case UMAPD_ADV_DONTNEED:
+		return umapd_evict(addr, length);
+	default:
+		ret = -EINVAL;
+	}
+	return ret < 0 ? fail(ret) : 0;
+}
+
+API int umapd_stats(struct umapd_stats *out)
+{
+	if (!out)
+		return fail(-EFAULT);
+	eng_stats(out);
+	return 0;
+}
+
+API int umapd_region_stats(void *addr, struct umapd_stats *out)
+{
+	struct eng_region *r;
+
+	if (!out)
+		return fail(-EFAULT);
+	r = eng.started ? rg_get((uintptr_t)addr) : NULL;
+	if (!r)
+		return fail(-EINVAL);
+	eng_region_stats(r, out);
+	rg_put(r);
+	return 0;
+}
+
+API size_t umapd_region_page_size(void *addr)
+{
+	struct eng_region *r = eng.started ? rg_get((uintptr_t)addr) : NULL;
+	size_t ps;
+
+	if (!r) {
+		errno = EINVAL;
+		return 0;
+	}
+	ps = r->psize;
+	rg_put(r);
+	return ps;
+}

@@ -1,0 +1,56 @@
+/*
+ * lib/engine/config - the global settings and their string syntax.
+ *
+ * One parser serves the environment (read at start-up) and
+ * umapd_config_set(), so the accepted forms are the same everywhere.
+ */
+#ifndef UMAPD_CONFIG_H
+#define UMAPD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct eng_config {
+	uint64_t bufsize;     /* budget in bytes */
+	uint64_t page_size;   /* default region page size */
+	unsigned high_water;  /* percent of budget */
+	unsigned low_water;   /* percent of budget */
+	unsigned fillers;     /* fault-service threads */
+	unsigned evictors;    /* eviction threads */
+	long read_ahead;      /* default max window in pages */
+	int log_level;        /* enum ulog_level */
+};
+
+/* The defaults documented in umapd.h. */
+void cfg_defaults(struct eng_config *c);
+
+/*
+ * Parse a size: decimal bytes with an optional K/M/G/T suffix (binary,
+ * optionally followed by "B" or "iB"), or, if allow_percent, "N%" of the
+ * machine's physical memory.  Returns 0 or -EINVAL.
+ */
+int cfg_parse_size(const char *s, bool allow_percent, uint64_t *out);
+
+/*
+ * Set the setting `name` (an environment-variable name such as
+ * "UMAPD_BUFSIZE") from `value`.  On -EINVAL, `why` (if not NULL) receives
+ * a sentence naming the variable and the accepted form.  Cross-field
+ * checks (high > low water) are made here too.
+ */
+int cfg_set(struct eng_config *c, const char *name, const char *value, char *why, size_t whylen);
+
+/* Format a setting's value.  Returns the length, -EINVAL or -ERANGE. */
+int cfg_get(const struct eng_config *c, const char *name, char *buf, size_t buflen);
+
+/* True if name is one of the settings. */
+bool cfg_known(const char *name);
+
+/*
+ * Apply every UMAPD_* setting found in the environment.  The first invalid
+ * one is logged (naming the variable and the accepted form) and -EINVAL
+ * returned.
+ */
+int cfg_from_env(struct eng_config *c);
+
+#endif

@@ -1,0 +1,281 @@
+/*
+ * The engine singleton: start-up (settings, userfaultfd, threads), the
+ * budget and its water marks, settings at run time, statistics.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "util/log.h"
+
+struct engine eng = {
+	.init_lock = PTHREAD_MUTEX_INITIALIZER,
+	.cfg_lock = PTHREAD_MUTEX_INITIALIZER,
+	.regions_lock = PTHREAD_RWLOCK_INITIALIZER,
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.page_cv = PTHREAD_COND_INITIALIZER,
+	.evict_cv = PTHREAD_COND_INITIALIZER,
+	.retired_lock = PTHREAD_MUTEX_INITIALIZER,
+	.uffd = { .fd = -1 },
+	.kick_fd = -1,
+};
+
+static bool cfg_loaded; /* under cfg_lock: environment applied to eng.cfg */
+
+/* Apply the environment once, before the first setting is read or set. */
+static int cfg_load_locked(void)
+{
+	int ret;
+
+	if (cfg_loaded)
+		return 0;
+	cfg_defaults(&eng.cfg);
+	ret = cfg_from_env(&eng.cfg);
+	if (ret < 0) {
+		cfg_defaults(&eng.cfg);
+		return ret; /* not marked loaded: every start-up reports it again */
+	}
+	cfg_loaded = true;
+	ulog_set_level((enum ulog_level)eng.cfg.log_level);
+	atomic_store(&eng.budget, eng.cfg.bufsize);
+	atomic_store(&eng.high_pct, eng.cfg.high_water);
+	atomic_store(&eng.low_pct, eng.cfg.low_water);
+	return 0;
+}
+
+uint64_t eng_high_mark(void)
+{
+	return atomic_load_explicit(&eng.budget, memory_order_relaxed) / 100 *
+	       atomic_load_explicit(&eng.high_pct, memory_order_relaxed);
+}
+
+uint64_t eng_low_mark(void)
+{
+	return atomic_load_explicit(&eng.budget, memory_order_relaxed) / 100 *
+	       atomic_load_explicit(&eng.low_pct, memory_order_relaxed);
+}
+
+void eng_kick_evictors(void)
+{
+	pthread_cond_signal(&eng.evict_cv);
+}
+
+void eng_kick_fillers(void)
+{
+	uint64_t one = 1;
+
+	if (eng.kick_fd >= 0 && write(eng.kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		ulog_debug("kick write: %s", ulog_errname(errno));
+}
+
+static int start_threads(pthread_t **out, unsigned n, void *(*fn)(void *), const char *name)
+{
+	pthread_t *t = calloc(n, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		char tname[16];
+		int ret = pthread_create(&t[i], NULL, fn, (void *)(uintptr_t)i);
+
+		if (ret != 0) {
+			ulog_error("cannot start thread %s/%u: %s", name, i, ulog_errname(ret));
+			/* Threads already started serve on; not having all is not fatal
+			 * unless there are none. */
+			if (i == 0) {
+				free(t);
+				return -ret;
+			}
+			break;
+		}
+		snprintf(tname, sizeof(tname), "%s/%u", name, i);
+		pthread_setname_np(t[i], tname);
+	}
+	*out = t;
+	return 0;
+}
+
+static int eng_start_locked(void)
+{
+	uint64_t want = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_POISON;
+	int ret;
+
+	pthread_mutex_lock(&eng.cfg_lock);
+	ret = cfg_load_locked();
+	unsigned nf = eng.cfg.fillers, ne = eng.cfg.evictors;
+	pthread_mutex_unlock(&eng.cfg_lock);
+	if (ret < 0)
+		return ret;
+
+	eng.sys_psize = (size_t)sysconf(_SC_PAGESIZE);
+	{
+		const char *umo = getenv("UMAPD_USER_MODE_ONLY");
+
+		if (umo && strcmp(umo, "0") != 0 && strcmp(umo, "1") != 0) {
+			ulog_error("UMAPD_USER_MODE_ONLY=\"%s\" is invalid: expected 0 or 1", umo);
+			return -EINVAL;
+		}
+		ret = uffd_open(&eng.uffd, want, umo && strcmp(umo, "1") == 0);
+	}
+	if (ret < 0)
+		return ret;
+	eng.kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (eng.kick_fd < 0) {
+		ret = -errno;
+		uffd_close(&eng.uffd);
+		return ret;
+	}
+	ret = start_threads(&eng.fillers, nf, filler_main, "umapd-fault");
+	if (ret == 0)
+		ret = start_threads(&eng.evictors, ne, evictor_main, "umapd-evict");
+	if (ret < 0) {
+		/* Threads that did start block in epoll on descriptors we keep open;
+		 * the engine stays unstarted and the next call tries again. */
+		ulog_error("cannot start the engine's threads: %s", ulog_errname(-ret));
+		return ret;
+	}
+	eng.nfillers = nf;
+	eng.nevictors = ne;
+	ulog_info("started: budget %llu bytes, %u fault threads, %u evictors, features %#llx",
+		  (unsigned long long)atomic_load(&eng.budget), nf, ne,
+		  (unsigned long long)eng.uffd.features);
+	return 0;
+}
+
+int eng_start(void)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&eng.init_lock);
+	if (!eng.started) {
+		ret = eng_start_locked();
+		if (ret == 0)
+			eng.started = true;
+	}
+	pthread_mutex_unlock(&eng.init_lock);
+	return ret;
+}
+
+int eng_config_set(const char *name, const char *value)
+{
+	char why[256];
+	struct eng_config c;
+	int ret;
+
+	pthread_mutex_lock(&eng.init_lock); /* eng.started is stable while held */
+	pthread_mutex_lock(&eng.cfg_lock);
+	ret = cfg_load_locked();
+	if (ret == 0 && eng.started && (!strcmp(name, "UMAPD_FILLERS") || !strcmp(name, "UMAPD_EVICTORS")))
+		ret = -EBUSY;
+	if (ret == 0) {
+		c = eng.cfg;
+		ret = cfg_set(&c, name, value, why, sizeof(why));
+		if (ret < 0)
+			ulog_warn("%s", why);
+	}
+	if (ret == 0) {
+		eng.cfg = c;
+		ulog_set_level((enum ulog_level)c.log_level);
+		atomic_store(&eng.budget, c.bufsize);
+		atomic_store(&eng.high_pct, c.high_water);
+		atomic_store(&eng.low_pct, c.low_water);
+	}
+	pthread_mutex_unlock(&eng.cfg_lock);
+	pthread_mutex_unlock(&eng.init_lock);
+	if (ret == 0) {
+		/* A smaller budget or lower marks: let the evictors catch up. */
+		pthread_mutex_lock(&eng.lock);
+		eng_kick_evictors();
+		pthread_mutex_unlock(&eng.lock);
+		eng_kick_fillers();
+	}
+	return ret;
+}
+
+int eng_config_get(const char *name, char *buf, size_t len)
+{
+	int ret;
+
+	pthread_mutex_lock(&eng.cfg_lock);
+	ret = cfg_load_locked();
+	if (ret == 0)
+		ret = cfg_get(&eng.cfg, name, buf, len);
+	pthread_mutex_unlock(&eng.cfg_lock);
+	return ret;
+}
+
+static void counters_add(struct umapd_stats *o, const struct eng_counters *c)
+{
+#define ADD(f) o->f += atomic_load_explicit(&c->f, memory_order_relaxed)
+	ADD(faults);
+	ADD(read_faults);
+	ADD(write_faults);
+	ADD(wp_faults);
+	ADD(fills);
+	ADD(evictions);
+	ADD(dirty_evictions);
+	ADD(flushed_pages);
+	ADD(bytes_read);
+	ADD(bytes_written);
+	ADD(readahead_pages);
+	ADD(io_errors);
+	ADD(fault_wait_budget);
+#undef ADD
+}
+
+static void stats_finish(struct umapd_stats *o, const uint64_t lat[LAT_BUCKETS], uint64_t max)
+{
+	o->latency_p50_ns = lat_percentile(lat, 50.0);
+	o->latency_p99_ns = lat_percentile(lat, 99.0);
+	o->latency_max_ns = max;
+}
+
+void eng_region_stats(struct eng_region *r, struct umapd_stats *out)
+{
+	uint64_t lat[LAT_BUCKETS] = { 0 };
+
+	memset(out, 0, sizeof(*out));
+	counters_add(out, &r->c);
+	pthread_mutex_lock(&eng.lock);
+	out->resident_bytes = r->nresident * r->psize;
+	out->dirty_bytes = r->ndirty * r->psize;
+	pthread_mutex_unlock(&eng.lock);
+	lat_merge(lat, &r->lat);
+	stats_finish(out, lat, atomic_load_explicit(&r->lat.max_ns, memory_order_relaxed));
+}
+
+void eng_stats(struct umapd_stats *out)
+{
+	uint64_t lat[LAT_BUCKETS], max;
+	struct eng_region **v = NULL;
+	size_t n = 0;
+
+	pthread_mutex_lock(&eng.retired_lock);
+	*out = eng.retired;
+	memcpy(lat, eng.retired_lat, sizeof(lat));
+	max = eng.retired_lat_max;
+	pthread_mutex_unlock(&eng.retired_lock);
+
+	if (rg_get_range(0, UINTPTR_MAX, &v, &n) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			uint64_t m = atomic_load_explicit(&v[i]->lat.max_ns, memory_order_relaxed);
+
+			counters_add(out, &v[i]->c);
+			lat_merge(lat, &v[i]->lat);
+			if (m > max)
+				max = m;
+			rg_put(v[i]);
+		}
+		free(v);
+	}
+	out->regions = n;
+	out->resident_bytes = atomic_load_explicit(&eng.resident_now, memory_order_relaxed);
+	out->dirty_bytes = atomic_load_explicit(&eng.dirty_now, memory_order_relaxed);
+	out->meta_bytes = atomic_load_explicit(&eng.meta_now, memory_order_relaxed);
+	out->budget_bytes = atomic_load_explicit(&eng.budget, memory_order_relaxed);
+	stats_finish(out, lat, max);
+}

@@ -1,0 +1,216 @@
+/*
+ * lib/engine - regions, page states, the budget, fault service, fill,
+ * eviction and write-back.  This header is the engine's whole internal
+ * interface; api.c is its only user outside lib/engine.
+ *
+ * Locking (see docs/design.md):
+ *   eng.regions_lock (rwlock)  the sorted region table
+ *   eng.lock (mutex)           every page descriptor, every region's page
+ *                              hash and read-ahead state, the CLOCK ring,
+ *                              the resident/dirty counters, the deferred
+ *                              fault list and the prefetch queue
+ *   eng.cfg_lock (mutex)       eng.cfg
+ * Order: regions_lock before lock.  No I/O and no ioctl is done while
+ * holding eng.lock: a page in a busy state (FILLING, UNPROTECTING,
+ * WRITEBACK, EVICTING) belongs to the one thread that set that state, which
+ * does its I/O unlocked and then takes the lock again to leave the state.
+ * Anyone else who meets a busy page sets wake_needed and walks away; the
+ * owner wakes the page's waiters when it leaves the busy state.
+ */
+#ifndef UMAPD_ENGINE_H
+#define UMAPD_ENGINE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/config.h"
+#include "engine/latency.h"
+#include "store/store.h"
+#include "uffd/uffd.h"
+#include "umapd.h"
+
+enum pg_state {
+	PG_FILLING = 1,   /* being read from the store and installed */
+	PG_CLEAN,         /* present, write-protected, same as the store */
+	PG_DIRTY,         /* present, writable, newer than the store */
+	PG_UNPROTECTING,  /* clean -> dirty: write protection being removed */
+	PG_WRITEBACK,     /* dirty, protected, being written; stays resident */
+	PG_EVICTING,      /* being written (if dirty) and dropped */
+};
+
+static inline bool pg_busy(uint8_t s)
+{
+	return s == PG_FILLING || s == PG_UNPROTECTING || s == PG_WRITEBACK || s == PG_EVICTING;
+}
+
+struct eng_region;
+
+/* One resident page.  48 bytes; all fields under eng.lock. */
+struct eng_page {
+	struct eng_page *hnext;          /* region hash chain; slab free list */
+	struct eng_page *cprev, *cnext;  /* CLOCK ring of resident pages */
+	struct eng_region *region;
+	uint64_t index;                  /* page number within the region */
+	uint8_t state;                   /* enum pg_state */
+	uint8_t referenced;              /* CLOCK bit: touched since the hand passed */
+	uint8_t wake_needed;             /* someone faulted while it was busy */
+	uint8_t was_dirty;               /* EVICTING/WRITEBACK: dirty when taken */
+	uint8_t readahead;               /* brought in ahead, not yet faulted on */
+};
+
+/* Per-region counters; relaxed atomics, summed for process stats. */
+struct eng_counters {
+	_Atomic uint64_t faults, read_faults, write_faults, wp_faults;
+	_Atomic uint64_t fills, evictions, dirty_evictions, flushed_pages;
+	_Atomic uint64_t bytes_read, bytes_written, readahead_pages, io_errors;
+	_Atomic uint64_t fault_wait_budget;
+};
+
+struct eng_region {
+	/* Set at map time, then read-only. */
+	uintptr_t base;
+	size_t len;             /* mapped bytes (a multiple of the system page) */
+	size_t psize;           /* region page size */
+	unsigned pshift;        /* log2(psize) */
+	uint64_t npages;        /* pages covering len (the last may be partial) */
+	uint64_t offset;        /* store offset of base */
+	bool writable, growable;
+	struct store *store;
+
+	/* Under eng.lock. */
+	uint64_t data_end;      /* store offset past which bytes read as zeros */
+	struct eng_page **buckets;
+	uint64_t nbuckets;      /* power of two, or 0 */
+	uint64_t nresident, ndirty;
+	long ra_max;            /* max read-ahead window, pages */
+	int advice;             /* UMAPD_ADV_NORMAL/SEQUENTIAL/RANDOM */
+	uint64_t ra_next;       /* page a sequential stream would fault next */
+	long ra_window;         /* current window, pages */
+	bool frozen;            /* unmap in progress: no new state changes */
+	int wb_err;             /* first write-back error not yet reported (negative) */
+
+	_Atomic int refs;       /* table's reference + one per user */
+	struct eng_counters c;
+	struct lat_hist lat;
+};
+
+/* A fault the fillers could not serve yet (no budget, or EAGAIN). */
+struct eng_deferred {
+	uintptr_t addr;
+	uint64_t flags;
+};
+
+/* An asynchronous prefetch of pages [next, end) of a region. */
+struct eng_prefetch {
+	struct eng_region *r;   /* holds a reference */
+	uint64_t next, end;
+	struct eng_prefetch *link;
+};
+
+struct engine {
+	pthread_mutex_t init_lock;
+	_Atomic bool started;
+
+	pthread_mutex_t cfg_lock;
+	struct eng_config cfg;
+
+	struct uffd uffd;
+	size_t sys_psize;
+
+	/* Hot settings mirrored from cfg for lock-free reads. */
+	_Atomic uint64_t budget;
+	_Atomic unsigned high_pct, low_pct;
+
+	pthread_rwlock_t regions_lock;
+	struct eng_region **regions;   /* sorted by base */
+	size_t nregions, cap_regions;
+
+	pthread_mutex_t lock;
+	pthread_cond_t page_cv;        /* a busy page left its busy state */
+	pthread_cond_t evict_cv;       /* evictors: memory wanted */
+	struct eng_page *hand;         /* CLOCK hand; NULL when nothing resident */
+	uint64_t resident_bytes, dirty_bytes;
+	_Atomic uint64_t resident_now, dirty_now, meta_now; /* copies for stats */
+	struct eng_page *free_pages;   /* slab free list */
+	uint64_t slab_bytes, bucket_bytes;
+	struct eng_deferred *deferred;
+	size_t ndeferred, cap_deferred;
+	struct eng_prefetch *prefetch_head, *prefetch_tail;
+	unsigned evict_waiters;        /* fault waits recorded for the log */
+	_Atomic bool stopping;
+
+	int kick_fd;                   /* eventfd: fillers have work besides faults */
+	pthread_t *fillers, *evictors;
+	unsigned nfillers, nevictors;
+
+	/* Statistics of regions already unmapped. */
+	pthread_mutex_t retired_lock;
+	struct umapd_stats retired;
+	uint64_t retired_lat[LAT_BUCKETS];
+	uint64_t retired_lat_max;
+};
+
+extern struct engine eng;
+
+/* engine.c */
+int eng_start(void);                     /* idempotent; negative errno */
+uint64_t eng_high_mark(void);            /* bytes: evictors start above */
+uint64_t eng_low_mark(void);             /* bytes: evictors stop below */
+void eng_kick_evictors(void);            /* under eng.lock */
+void eng_kick_fillers(void);
+int eng_config_set(const char *name, const char *value);
+int eng_config_get(const char *name, char *buf, size_t len);
+void eng_stats(struct umapd_stats *out);
+void eng_region_stats(struct eng_region *r, struct umapd_stats *out);
+
+/* pages.c: descriptors, the per-region hash and the CLOCK ring; all under eng.lock */
+struct eng_page *pg_lookup(struct eng_region *r, uint64_t index);
+struct eng_page *pg_insert(struct eng_region *r, uint64_t index); /* FILLING; NULL on ENOMEM */
+void pg_remove(struct eng_page *p);     /* unlink, uncount and free */
+void pg_set_state(struct eng_page *p, uint8_t state); /* keeps dirty counters right */
+/* Call fn on every resident page of r in [first, end). */
+void pg_for_range(struct eng_region *r, uint64_t first, uint64_t end,
+		  void (*fn)(struct eng_page *p, void *arg), void *arg);
+size_t pg_len(const struct eng_region *r, uint64_t index); /* bytes of the page inside the region */
+static inline uintptr_t pg_addr(const struct eng_region *r, uint64_t index)
+{
+	return r->base + (index << r->pshift);
+}
+
+/* regions.c */
+int rg_insert(struct eng_region *r);                 /* into the table; -ENOMEM */
+struct eng_region *rg_get(uintptr_t addr);           /* containing addr, with a ref, or NULL */
+struct eng_region *rg_get_exact(uintptr_t base);     /* starting at base, with a ref */
+void rg_put(struct eng_region *r);
+/* Regions overlapping [start, end), each with a ref; caller frees the array. */
+int rg_get_range(uintptr_t start, uintptr_t end, struct eng_region ***out, size_t *n);
+int rg_remove(struct eng_region *r);                 /* from the table; waits for users */
+
+/* fill.c: bring pages in.  Reserve under the lock, then fill unlocked. */
+struct fill_req {
+	struct eng_region *r;
+	uint64_t first;      /* first page */
+	uint64_t n;          /* pages reserved (FILLING) from first */
+	bool write;          /* the fault on `first` was a write: install it dirty */
+	bool prefetch;       /* no fault is waiting: all pages are read-ahead */
+};
+/* Reserve `first` and up to want-1 following absent pages within budget. */
+uint64_t fill_reserve(struct eng_region *r, uint64_t first, uint64_t want, uint64_t limit);
+/* Read and install; returns 0 or negative errno (-EAGAIN: retry later). */
+int fill_run(struct fill_req *q, void *bounce, size_t bounce_len);
+long fill_window(struct eng_region *r, uint64_t index); /* read-ahead decision, under lock */
+
+/* evict.c */
+void *evictor_main(void *arg);
+/* Write back dirty pages of r in [first, end); drop them too if evict.
+ * Waits for busy pages in the range.  Returns 0 or the first error. */
+int wb_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict);
+
+/* fault.c */
+void *filler_main(void *arg);
+int fault_prefetch(struct eng_region *r, uint64_t first, uint64_t end);
+
+#endif

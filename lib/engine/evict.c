@@ -1,0 +1,344 @@
+/*
+ * Eviction and write-back.
+ *
+ * Evictors run when the resident bytes pass the high water mark and stop
+ * below the low one.  A CLOCK hand picks victims: a page touched since the
+ * hand last passed (its fault, its first write) gets a second chance.
+ *
+ * Writing a dirty page back follows DESIGN.md section 5: write-protect it
+ * (writers now block in a WP fault), write() it to the store straight from
+ * the region (the page is present, so the kernel only reads it), then, to
+ * evict, MADV_DONTNEED it.  A page is dropped only after its write
+ * succeeded; a failed write unprotects it and leaves it DIRTY, and the
+ * error is kept for the next flush (like fsync).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "engine/engine.h"
+#include "util/log.h"
+
+#define EVICT_BATCH 64
+
+/* Pick up to max victims under eng.lock: state EVICTING, was_dirty set. */
+static size_t clock_select(struct eng_page **v, size_t max)
+{
+	struct eng_page *p = eng.hand;
+	uint64_t budget_scan, scanned = 0;
+	size_t n = 0;
+
+	if (!p)
+		return 0;
+	/* Two laps at most: the first may only clear referenced bits. */
+	budget_scan = 2 * (eng.resident_bytes / eng.sys_psize) + 2;
+	while (n < max && scanned++ < budget_scan) {
+		struct eng_page *next = p->cnext;
+
+		if (!pg_busy(p->state) && !p->region->frozen) {
+			if (p->referenced) {
+				p->referenced = 0;
+			} else {
+				p->was_dirty = p->state == PG_DIRTY;
+				pg_set_state(p, PG_EVICTING);
+				v[n++] = p;
+			}
+		}
+		p = next;
+	}
+	eng.hand = p;
+	return n;
+}
+
+static int cmp_page(const void *a, const void *b)
+{
+	const struct eng_page *x = *(struct eng_page *const *)a, *y = *(struct eng_page *const *)b;
+
+	if (x->region != y->region)
+		return x->region < y->region ? -1 : 1;
+	return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Length of the run of pages v[0..] with consecutive indexes and the same
+ * dirtiness. */
+static size_t run_len(struct eng_page **v, size_t n, bool by_dirty)
+{
+	size_t k = 1;
+
+	while (k < n && v[k]->index == v[0]->index + k && (!by_dirty || v[k]->was_dirty == v[0]->was_dirty))
+		k++;
+	return k;
+}
+
+/*
+ * Write a run of dirty, write-protected pages.  Clamps to the data end of
+ * a region that may not grow: bytes past the end of the file are not
+ * written (mmap(2) drops them too).
+ */
+static int wb_write_run(struct eng_region *r, uint64_t first, size_t npages, uint64_t *written)
+{
+	uint64_t off = r->offset + (first << r->pshift), len = 0, data_end;
+	int ret;
+
+	for (size_t i = 0; i < npages; i++)
+		len += pg_len(r, first + i);
+	pthread_mutex_lock(&eng.lock);
+	data_end = r->data_end;
+	pthread_mutex_unlock(&eng.lock);
+	if (!r->growable) {
+		if (off >= data_end)
+			len = 0;
+		else if (off + len > data_end)
+			len = data_end - off;
+	}
+	*written = len;
+	if (len == 0)
+		return 0;
+	ret = store_write(r->store, (const void *)pg_addr(r, first), len, off);
+	if (ret == 0 && r->growable) {
+		pthread_mutex_lock(&eng.lock);
+		if (off + len > r->data_end)
+			r->data_end = off + len;
+		pthread_mutex_unlock(&eng.lock);
+	}
+	return ret;
+}
+
+/*
+ * Finish the pages v[0..n) of one region, all in WRITEBACK or EVICTING and
+ * sorted by index: protect and write the dirty ones, drop them if EVICTING.
+ * Returns 0 or the first write error.
+ */
+static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
+{
+	int first_err = 0;
+
+	for (size_t i = 0; i < n;) {
+		size_t k = run_len(v + i, n - i, true);
+		uint64_t idx = v[i]->index, written = 0;
+		uintptr_t a = pg_addr(r, idx);
+		size_t bytes = 0;
+		bool evict = v[i]->state == PG_EVICTING;
+		bool dirty = v[i]->was_dirty;
+		int ret = 0;
+
+		for (size_t j = 0; j < k; j++)
+			bytes += pg_len(r, idx + j);
+		if (dirty) {
+			ret = uffd_writeprotect(&eng.uffd, a, bytes, true);
+			if (ret == 0)
+				ret = wb_write_run(r, idx, k, &written);
+			if (ret < 0) {
+				/* Keep the data: unprotect (which wakes blocked writers) and
+				 * leave the pages dirty for a later try. */
+				int uret = uffd_writeprotect(&eng.uffd, a, bytes, false);
+
+				if (uret < 0 && uret != -ENOENT)
+					ulog_error("region %p: unprotect after failed write: %s",
+						   (void *)r->base, ulog_errname(-uret));
+				ulog_error("region %p: write-back of %zu bytes at store offset %llu failed: %s",
+					   (void *)r->base, bytes,
+					   (unsigned long long)(r->offset + (idx << r->pshift)),
+					   ulog_errname(-ret));
+				atomic_fetch_add_explicit(&r->c.io_errors, 1, memory_order_relaxed);
+				if (!first_err)
+					first_err = ret;
+			} else {
+				atomic_fetch_add_explicit(&r->c.bytes_written, written, memory_order_relaxed);
+			}
+		}
+		if (ret == 0 && evict && madvise((void *)a, bytes, MADV_DONTNEED) < 0) {
+			ret = -errno;
+			ulog_error("region %p: MADV_DONTNEED at %p: %s", (void *)r->base, (void *)a,
+				   ulog_errname(errno));
+		}
+
+		bool wake = false;
+
+		pthread_mutex_lock(&eng.lock);
+		if (ret < 0 && !r->wb_err && dirty)
+			r->wb_err = ret;
+		for (size_t j = 0; j < k; j++) {
+			struct eng_page *p = v[i + j];
+
+			wake |= p->wake_needed;
+			p->wake_needed = 0;
+			if (ret < 0) {
+				pg_set_state(p, dirty ? PG_DIRTY : PG_CLEAN);
+				p->was_dirty = 0;
+			} else if (evict) {
+				pg_remove(p);
+			} else {
+				pg_set_state(p, PG_CLEAN);
+				p->was_dirty = 0;
+			}
+		}
+		pthread_cond_broadcast(&eng.page_cv);
+		pthread_mutex_unlock(&eng.lock);
+		if (wake)
+			uffd_wake(&eng.uffd, a, bytes);
+		if (ret == 0 && evict) {
+			atomic_fetch_add_explicit(&r->c.evictions, k, memory_order_relaxed);
+			if (dirty)
+				atomic_fetch_add_explicit(&r->c.dirty_evictions, k, memory_order_relaxed);
+		} else if (ret == 0 && dirty) {
+			atomic_fetch_add_explicit(&r->c.flushed_pages, k, memory_order_relaxed);
+		}
+		i += k;
+	}
+	return first_err;
+}
+
+/* Evict a batch picked by the CLOCK: group by region, then write and drop. */
+static void evict_batch(struct eng_page **v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_page);
+	for (size_t i = 0; i < n;) {
+		size_t k = 1;
+
+		while (i + k < n && v[i + k]->region == v[i]->region)
+			k++;
+		wb_pages(v[i]->region, v + i, k);
+		i += k;
+	}
+}
+
+void *evictor_main(void *arg)
+{
+	struct eng_page *v[EVICT_BATCH];
+
+	(void)arg;
+	pthread_mutex_lock(&eng.lock);
+	while (!eng.stopping) {
+		uint64_t budget = atomic_load(&eng.budget);
+
+		if (eng.resident_bytes > eng_high_mark() ||
+		    (eng.ndeferred > 0 && eng.resident_bytes + eng.sys_psize > budget)) {
+			uint64_t target = eng_low_mark();
+			bool progress = false;
+
+			while (!eng.stopping && eng.resident_bytes > target) {
+				size_t n = clock_select(v, EVICT_BATCH);
+
+				if (n == 0)
+					break;
+				pthread_mutex_unlock(&eng.lock);
+				evict_batch(v, n);
+				pthread_mutex_lock(&eng.lock);
+				progress = true;
+			}
+			if (eng.ndeferred > 0)
+				eng_kick_fillers();
+			if (progress)
+				continue;
+		}
+		/* Wake on demand; a timed wait also retries pages that were busy. */
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&eng.evict_cv, &eng.lock, &ts);
+	}
+	pthread_mutex_unlock(&eng.lock);
+	return NULL;
+}
+
+/* State of a wb_range pass, passed to the page visitor. */
+struct wb_collect {
+	struct eng_page **v;
+	size_t n, cap;
+	bool probe;        /* only look: set busy, take nothing */
+	bool evict;        /* take clean pages too, to drop them */
+	bool all;          /* unmapping: every busy state counts, not just writes */
+	bool busy;         /* pages in the range are busy in a way that matters */
+	bool nomem;
+};
+
+static void wb_visit(struct eng_page *p, void *arg)
+{
+	struct wb_collect *c = arg;
+
+	if (pg_busy(p->state)) {
+		/* A flush waits for writes others started in its range, whose
+		 * outcome it reports; an unmap waits for everything. */
+		if (c->all || p->state == PG_WRITEBACK || p->state == PG_EVICTING)
+			c->busy = true;
+		return;
+	}
+	if (c->probe || (p->state != PG_DIRTY && !(c->evict && p->state == PG_CLEAN)))
+		return;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		struct eng_page **nv = realloc(c->v, cap * sizeof(*nv));
+
+		if (!nv) {
+			c->nomem = true;
+			return;
+		}
+		c->v = nv;
+		c->cap = cap;
+	}
+	p->was_dirty = p->state == PG_DIRTY;
+	pg_set_state(p, c->evict ? PG_EVICTING : PG_WRITEBACK);
+	c->v[c->n++] = p;
+}
+
+int wb_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict)
+{
+	struct wb_collect c = { .evict = evict };
+	bool wrote = false;
+	int err = 0;
+
+	pthread_mutex_lock(&eng.lock);
+	c.all = r->frozen;
+	for (unsigned pass = 0;; pass++) {
+		/* A flush writes what was dirty when it was called and does not
+		 * chase later writes; an unmap (the region is frozen, so nothing
+		 * can become dirty again) takes whatever busy pages turn into. */
+		if (pass == 0 || c.all) {
+			c.n = 0;
+			c.probe = false;
+			c.nomem = false;
+			pg_for_range(r, first, end, wb_visit, &c);
+			if (c.n > 0) {
+				pthread_mutex_unlock(&eng.lock);
+				qsort(c.v, c.n, sizeof(*c.v), cmp_page);
+				err = wb_pages(r, c.v, c.n);
+				wrote = true;
+				pthread_mutex_lock(&eng.lock);
+				if (err < 0)
+					break;
+				continue;
+			}
+			if (c.nomem) {
+				err = -ENOMEM;
+				break;
+			}
+		}
+		c.probe = true;
+		c.busy = false;
+		pg_for_range(r, first, end, wb_visit, &c);
+		if (!c.busy)
+			break;
+		pthread_cond_wait(&eng.page_cv, &eng.lock);
+	}
+	if (!err && r->wb_err)
+		err = r->wb_err;
+	if (err == r->wb_err)
+		r->wb_err = 0; /* reported once, like fsync */
+	pthread_mutex_unlock(&eng.lock);
+	free(c.v);
+	if (!err && wrote && !evict) {
+		int s = store_sync(r->store);
+
+		if (s < 0 && s != -EINVAL && s != -EROFS)
+			err = s;
+	}
+	return err;
+}

@@ -1,0 +1,242 @@
+/*
+ * Fill: bring pages in from the store.
+ *
+ * A fill is reserved under eng.lock (the pages become FILLING and count
+ * against the budget at once), then read into the calling thread's bounce
+ * buffer and installed with UFFDIO_COPY without the lock.  The thread never
+ * touches region memory itself (DESIGN.md invariant 1).  Read faults are
+ * installed write-protected (clean), a write fault's page writable (dirty),
+ * read-ahead pages write-protected.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+#include "util/log.h"
+
+#define RA_MAX_BYTES (4u << 20) /* never read more than this ahead of a fault */
+#define READ_TRIES 3
+
+long fill_window(struct eng_region *r, uint64_t index)
+{
+	long w, cap = (long)(RA_MAX_BYTES >> r->pshift);
+
+	if (r->ra_max <= 0 || r->advice == UMAPD_ADV_RANDOM) {
+		w = 0;
+	} else if (r->advice == UMAPD_ADV_SEQUENTIAL) {
+		w = r->ra_max;
+	} else if (index == r->ra_next) {
+		/* The stream goes on: double the window, up to the maximum. */
+		w = r->ra_window ? r->ra_window * 2 : 4;
+		if (w > r->ra_max)
+			w = r->ra_max;
+	} else {
+		w = 0; /* random access collapses the window */
+	}
+	if (w > cap)
+		w = cap;
+	r->ra_window = w;
+	return w;
+}
+
+uint64_t fill_reserve(struct eng_region *r, uint64_t first, uint64_t want, uint64_t limit)
+{
+	uint64_t n = 0;
+
+	while (n < want && first + n < r->npages) {
+		if (eng.resident_bytes + r->psize > limit && n > 0)
+			break;
+		if (pg_lookup(r, first + n))
+			break;
+		if (!pg_insert(r, first + n))
+			break;
+		n++;
+	}
+	r->ra_next = first + n;
+	return n;
+}
+
+/* Read [off, off+len) of the region's data, zeros past data_end. */
+static int fill_read(struct eng_region *r, void *buf, size_t len, uint64_t off, uint64_t data_end,
+		     uint64_t *got)
+{
+	size_t valid = 0;
+	int ret = 0;
+
+	if (data_end > off)
+		valid = data_end - off < len ? (size_t)(data_end - off) : len;
+	for (int tries = 0; valid > 0 && tries < READ_TRIES; tries++) {
+		ret = store_read(r->store, buf, valid, off);
+		if (ret == 0)
+			break;
+	}
+	if (ret < 0)
+		return ret;
+	memset((char *)buf + valid, 0, len - valid);
+	*got = valid;
+	return 0;
+}
+
+/*
+ * Install len bytes at dst.  A page already present (-EEXIST) counts as
+ * installed: the thread that faulted on it will be woken.  -EAGAIN (the mm
+ * is changing) is retried with a growing pause.
+ */
+static int fill_copy(uintptr_t dst, const char *src, size_t len, bool wp)
+{
+	unsigned tries = 0;
+
+	while (len > 0) {
+		size_t copied = 0;
+		int ret = uffd_copy(&eng.uffd, dst, src, len, wp, false, &copied);
+
+		dst += copied;
+		src += copied;
+		len -= copied;
+		if (ret == 0)
+			return 0;
+		if (ret == -EEXIST) {
+			/* Skip the present system page and go on with the rest. */
+			size_t step = eng.sys_psize < len ? eng.sys_psize : len;
+
+			if (wp)
+				uffd_writeprotect(&eng.uffd, dst, step, true);
+			uffd_wake(&eng.uffd, dst, step);
+			dst += step;
+			src += step;
+			len -= step;
+			continue;
+		}
+		if (ret == -EAGAIN && ++tries < 10000) {
+			if (tries < 100)
+				sched_yield();
+			else
+				usleep(100);
+			continue;
+		}
+		return ret;
+	}
+	return 0;
+}
+
+/* Give up on pages [from, q->n) of a fill: forget them, wake their waiters. */
+static void fill_abandon(struct fill_req *q, uint64_t from)
+{
+	struct eng_region *r = q->r;
+
+	pthread_mutex_lock(&eng.lock);
+	for (uint64_t i = from; i < q->n; i++) {
+		struct eng_page *p = pg_lookup(r, q->first + i);
+
+		if (p && p->state == PG_FILLING)
+			pg_remove(p);
+	}
+	pthread_cond_broadcast(&eng.page_cv);
+	pthread_mutex_unlock(&eng.lock);
+	if (from < q->n)
+		uffd_wake(&eng.uffd, pg_addr(r, q->first + from), (q->n - from) << r->pshift);
+}
+
+/* A read failed for good: make the faulting access fail like a failing
+ * mmap'd file (SIGBUS) instead of handing out zeros. */
+static void fill_fail(struct fill_req *q, uint64_t off, int err)
+{
+	struct eng_region *r = q->r;
+	uintptr_t a = pg_addr(r, q->first);
+	size_t plen = pg_len(r, q->first);
+
+	atomic_fetch_add_explicit(&r->c.io_errors, 1, memory_order_relaxed);
+	ulog_error("region %p: read of store offset %llu failed: %s", (void *)r->base,
+		   (unsigned long long)off, ulog_errname(-err));
+	if (!q->prefetch && uffd_poison(&eng.uffd, a, plen) < 0)
+		ulog_error("region %p: cannot poison page %p for SIGBUS (kernel lacks UFFDIO_POISON); "
+			   "the faulting thread stays blocked", (void *)r->base, (void *)a);
+	fill_abandon(q, 0);
+}
+
+int fill_run(struct fill_req *q, void *bounce, size_t bounce_len)
+{
+	struct eng_region *r = q->r;
+	bool can_wp = eng.uffd.can_wp && r->writable;
+	uint64_t data_end, bytes_read = 0;
+	size_t total, done = 0, first_len = pg_len(r, q->first);
+	int ret;
+
+	pthread_mutex_lock(&eng.lock);
+	data_end = r->data_end;
+	pthread_mutex_unlock(&eng.lock);
+
+	total = 0;
+	for (uint64_t i = 0; i < q->n; i++)
+		total += pg_len(r, q->first + i);
+
+	while (done < total) {
+		size_t len = total - done < bounce_len ? total - done : bounce_len;
+		uint64_t off = r->offset + (q->first << r->pshift) + done, got = 0;
+		uintptr_t dst = pg_addr(r, q->first) + done;
+
+		ret = fill_read(r, bounce, len, off, data_end, &got);
+		if (ret < 0) {
+			fill_fail(q, off, ret);
+			return ret;
+		}
+		bytes_read += got;
+		/* The faulting page goes first so its thread wakes soonest; it is
+		 * installed writable when the fault was a write. */
+		if (done < first_len) {
+			size_t a = first_len - done < len ? first_len - done : len;
+
+			ret = fill_copy(dst, bounce, a, can_wp && !(q->write && !q->prefetch));
+			if (ret == 0 && a < len)
+				ret = fill_copy(dst + a, (char *)bounce + a, len - a, can_wp);
+		} else {
+			ret = fill_copy(dst, bounce, len, can_wp);
+		}
+		if (ret < 0) {
+			if (ret != -ENOENT && ret != -ESRCH)
+				ulog_error("region %p: UFFDIO_COPY at %p failed: %s", (void *)r->base,
+					   (void *)dst, ulog_errname(-ret));
+			fill_abandon(q, done >> r->pshift);
+			return ret;
+		}
+		done += len;
+	}
+
+	/* Leave FILLING.  Without write protection (read-only region or a
+	 * kernel without WP) a writable page can change unseen: call it dirty. */
+	uint64_t wake_first = UINT64_MAX, wake_last = 0;
+
+	pthread_mutex_lock(&eng.lock);
+	for (uint64_t i = 0; i < q->n; i++) {
+		struct eng_page *p = pg_lookup(r, q->first + i);
+		bool fault_page = i == 0 && !q->prefetch;
+
+		if (!p || p->state != PG_FILLING)
+			continue;
+		if (r->writable && (!can_wp || (fault_page && q->write)))
+			pg_set_state(p, PG_DIRTY);
+		else
+			pg_set_state(p, PG_CLEAN);
+		p->readahead = !fault_page;
+		p->referenced = fault_page;
+		if (p->wake_needed) {
+			p->wake_needed = 0;
+			if (wake_first == UINT64_MAX)
+				wake_first = i;
+			wake_last = i;
+		}
+	}
+	pthread_cond_broadcast(&eng.page_cv);
+	pthread_mutex_unlock(&eng.lock);
+	if (wake_first != UINT64_MAX)
+		uffd_wake(&eng.uffd, pg_addr(r, q->first + wake_first),
+			  (wake_last - wake_first + 1) << r->pshift);
+
+	atomic_fetch_add_explicit(&r->c.fills, q->n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->c.bytes_read, bytes_read, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->c.readahead_pages, q->prefetch ? q->n : q->n - 1,
+				  memory_order_relaxed);
+	return 0;
+}

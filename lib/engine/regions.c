@@ -1,0 +1,143 @@
+/*
+ * The region table: an array sorted by base address under a rwlock.  A
+ * lookup is a binary search (14 steps for 10,000 regions) and takes a
+ * reference, so a region found by a fault stays alive until it is put,
+ * whatever unmap does meanwhile.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/engine.h"
+
+/* Index of the first region whose end is above addr. */
+static size_t rg_search(uintptr_t addr)
+{
+	size_t lo = 0, hi = eng.nregions;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		struct eng_region *r = eng.regions[mid];
+
+		if (r->base + r->len <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int rg_insert(struct eng_region *r)
+{
+	size_t i;
+
+	pthread_rwlock_wrlock(&eng.regions_lock);
+	if (eng.nregions == eng.cap_regions) {
+		size_t cap = eng.cap_regions ? eng.cap_regions * 2 : 64;
+		struct eng_region **n = realloc(eng.regions, cap * sizeof(*n));
+
+		if (!n) {
+			pthread_rwlock_unlock(&eng.regions_lock);
+			return -ENOMEM;
+		}
+		eng.regions = n;
+		eng.cap_regions = cap;
+	}
+	i = rg_search(r->base);
+	memmove(&eng.regions[i + 1], &eng.regions[i], (eng.nregions - i) * sizeof(*eng.regions));
+	eng.regions[i] = r;
+	eng.nregions++;
+	atomic_store_explicit(&r->refs, 1, memory_order_relaxed);
+	pthread_rwlock_unlock(&eng.regions_lock);
+	return 0;
+}
+
+struct eng_region *rg_get(uintptr_t addr)
+{
+	struct eng_region *r = NULL;
+	size_t i;
+
+	pthread_rwlock_rdlock(&eng.regions_lock);
+	i = rg_search(addr);
+	if (i < eng.nregions && eng.regions[i]->base <= addr) {
+		r = eng.regions[i];
+		atomic_fetch_add_explicit(&r->refs, 1, memory_order_acquire);
+	}
+	pthread_rwlock_unlock(&eng.regions_lock);
+	return r;
+}
+
+struct eng_region *rg_get_exact(uintptr_t base)
+{
+	struct eng_region *r = rg_get(base);
+
+	if (r && r->base != base) {
+		rg_put(r);
+		return NULL;
+	}
+	return r;
+}
+
+void rg_put(struct eng_region *r)
+{
+	atomic_fetch_sub_explicit(&r->refs, 1, memory_order_release);
+}
+
+int rg_get_range(uintptr_t start, uintptr_t end, struct eng_region ***out, size_t *n)
+{
+	struct eng_region **v = NULL;
+	size_t cnt = 0, cap = 0;
+
+	pthread_rwlock_rdlock(&eng.regions_lock);
+	for (size_t i = rg_search(start); i < eng.nregions && eng.regions[i]->base < end; i++) {
+		if (cnt == cap) {
+			size_t c = cap ? cap * 2 : 4;
+			struct eng_region **nv = realloc(v, c * sizeof(*nv));
+
+			if (!nv) {
+				for (size_t j = 0; j < cnt; j++)
+					rg_put(v[j]);
+				free(v);
+				pthread_rwlock_unlock(&eng.regions_lock);
+				return -ENOMEM;
+			}
+			v = nv;
+			cap = c;
+		}
+		v[cnt] = eng.regions[i];
+		atomic_fetch_add_explicit(&v[cnt]->refs, 1, memory_order_acquire);
+		cnt++;
+	}
+	pthread_rwlock_unlock(&eng.regions_lock);
+	*out = v;
+	*n = cnt;
+	return 0;
+}
+
+int rg_remove(struct eng_region *r)
+{
+	size_t i;
+
+	pthread_rwlock_wrlock(&eng.regions_lock);
+	i = rg_search(r->base);
+	if (i >= eng.nregions || eng.regions[i] != r) {
+		pthread_rwlock_unlock(&eng.regions_lock);
+		return -EINVAL;
+	}
+	memmove(&eng.regions[i], &eng.regions[i + 1], (eng.nregions - i - 1) * sizeof(*eng.regions));
+	eng.nregions--;
+	pthread_rwlock_unlock(&eng.regions_lock);
+	rg_put(r); /* the table's reference */
+
+	/* Users hold references only for the length of one fault, fill or
+	 * write-back, none of which waits on the caller, so this ends. */
+	for (unsigned spins = 0; atomic_load_explicit(&r->refs, memory_order_acquire) > 1; spins++) {
+		if (spins < 100)
+			sched_yield();
+		else
+			usleep(100);
+	}
+	return 0;
+}

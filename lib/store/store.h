@@ -1,0 +1,71 @@
+/*
+ * lib/store - where a region's data lives.
+ *
+ * A store is a small vtable so that new kinds (sparse files, memory, fault
+ * injection, remote) plug in without the engine knowing.  Offsets and
+ * lengths are in bytes; the engine only asks for page-aligned ranges, and
+ * for buffers it owns (bounce buffers) or region pages that are present and
+ * write-protected (write-back straight from the region).
+ *
+ * Every operation returns 0 or a negative errno.  read() fills the whole
+ * buffer: bytes past the end of the data read as zeros.  write() writes the
+ * whole buffer or fails; the engine clamps writes to the store size itself
+ * when the region may not grow.
+ */
+#ifndef UMAPD_STORE_H
+#define UMAPD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct store;
+
+struct store_ops {
+	const char *name;
+	int (*read)(struct store *s, void *buf, size_t len, uint64_t off);
+	int (*write)(struct store *s, const void *buf, size_t len, uint64_t off);
+	int (*sync)(struct store *s);
+	/* Current size of the data in bytes (>= 0), or a negative errno. */
+	int64_t (*size)(struct store *s);
+	void (*close)(struct store *s);
+};
+
+struct store {
+	const struct store_ops *ops;
+};
+
+static inline int store_read(struct store *s, void *buf, size_t len, uint64_t off)
+{
+	return s->ops->read(s, buf, len, off);
+}
+
+static inline int store_write(struct store *s, const void *buf, size_t len, uint64_t off)
+{
+	return s->ops->write(s, buf, len, off);
+}
+
+static inline int store_sync(struct store *s)
+{
+	return s->ops->sync(s);
+}
+
+static inline int64_t store_size(struct store *s)
+{
+	return s->ops->size(s);
+}
+
+static inline void store_close(struct store *s)
+{
+	s->ops->close(s);
+}
+
+/*
+ * A store over an open file descriptor, which it duplicates (the caller
+ * keeps its own).  writable: the caller will write.  Errors: -EBADF,
+ * -EACCES (descriptor not open for the access asked), -ENODEV (not a
+ * regular file or block device), -ENOMEM.
+ */
+int store_file_open(int fd, int writable, struct store **out);
+
+#endif

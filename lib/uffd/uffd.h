@@ -1,0 +1,91 @@
+/*
+ * lib/uffd - the kernel boundary: everything umapd asks of userfaultfd.
+ *
+ * Each call returns 0 (or a count) on success and a negative errno on
+ * failure, after normalising the kernel's answers:
+ *   -EAGAIN  the mm is changing (fork, mremap, munmap, MADV_DONTNEED in
+ *            flight with events enabled): retry after events are read
+ *   -EEXIST  a page in the range is already present: wake the waiter
+ *   -ENOENT  the range is no longer registered (unmapped)
+ *   -ESRCH   the process owning the mm is gone
+ * Nothing here logs except uffd_open(), which explains permission errors.
+ */
+#ifndef UMAPD_UFFD_H
+#define UMAPD_UFFD_H
+
+#include <linux/userfaultfd.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Feature bits newer than Debian 12's kernel headers. */
+#ifndef UFFD_FEATURE_EXACT_ADDRESS
+#define UFFD_FEATURE_EXACT_ADDRESS (1 << 11)
+#endif
+#ifndef UFFD_FEATURE_WP_HUGETLBFS_SHMEM
+#define UFFD_FEATURE_WP_HUGETLBFS_SHMEM (1 << 12)
+#endif
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON (1 << 14)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1 << 16)
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+struct uffd {
+	int fd;
+	uint64_t features; /* negotiated with UFFDIO_API */
+	bool can_wp;       /* PAGEFAULT_FLAG_WP present: dirty tracking possible */
+};
+
+/*
+ * Open a userfaultfd (through /dev/userfaultfd, else the syscall), in
+ * non-blocking close-on-exec mode, and negotiate the features in `want`
+ * that the kernel has.  user_mode_only: ask only for faults raised in user
+ * mode (allowed to unprivileged users even when vm.unprivileged_userfaultfd
+ * is 0).  On EPERM logs why and how to allow it.
+ */
+int uffd_open(struct uffd *u, uint64_t want, bool user_mode_only);
+void uffd_close(struct uffd *u);
+
+/* Register [start, start+len) for missing faults, and write-protect faults if wp. */
+int uffd_register(struct uffd *u, uintptr_t start, size_t len, bool wp);
+int uffd_unregister(struct uffd *u, uintptr_t start, size_t len);
+
+/*
+ * Install len bytes from src at dst.  wp: install write-protected.
+ * dontwake: do not wake threads waiting on the range.  On a partial copy,
+ * *copied (if not NULL) says how many bytes were installed before the error.
+ */
+int uffd_copy(struct uffd *u, uintptr_t dst, const void *src, size_t len, bool wp, bool dontwake,
+	      size_t *copied);
+
+/* Write-protect (wp) or unprotect (!wp, which also wakes) a range. */
+int uffd_writeprotect(struct uffd *u, uintptr_t start, size_t len, bool wp);
+
+/*
+ * Mark a range poisoned (UFFD_FEATURE_POISON, Linux 6.6+): touching it
+ * raises SIGBUS, as a failing read of an mmap'd file does.  -EOPNOTSUPP
+ * when the kernel lacks it.
+ */
+int uffd_poison(struct uffd *u, uintptr_t start, size_t len);
+
+/* Wake threads blocked on faults in the range. */
+int uffd_wake(struct uffd *u, uintptr_t start, size_t len);
+
+/*
+ * Read up to max messages without blocking.  Returns the number read (0 if
+ * none are pending) or a negative errno.
+ */
+int uffd_read_msgs(struct uffd *u, struct uffd_msg *msgs, int max);
+
+#endif /* UMAPD_UFFD_H */
