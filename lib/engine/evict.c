@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "engine/engine.h"
@@ -106,88 +109,179 @@ static int wb_write_run(struct eng_region *r, uint64_t first, size_t npages, uin
 	return ret;
 }
 
+/* A run of pages with consecutive indexes and the same dirtiness. */
+struct wb_run {
+	size_t at, k;     /* v[at .. at+k) */
+	uintptr_t addr;
+	size_t bytes;
+	bool dirty;       /* its pages were dirty when taken */
+	bool evict;       /* EVICTING (drop), else WRITEBACK (keep) */
+	bool wake;        /* someone waits on one of its pages */
+	int ret;          /* 0, a write error, or -EAGAIN: written, not dropped */
+};
+
+/*
+ * Drop the runs that are ready, all at once: process_madvise() on our own
+ * pidfd takes a vector and (Linux 6.16+) flushes the TLB once for all of
+ * it, where one madvise() per run would interrupt the other CPU per run.
+ * Falls back to madvise() where process_madvise() refuses MADV_DONTNEED.
+ */
+static void wb_drop(struct eng_region *r, struct wb_run *runs, size_t nruns)
+{
+	static _Atomic int pidfd = -2; /* -2 unknown, -1 unusable */
+	struct iovec iov[UIO_MAXIOV];
+	size_t idx[UIO_MAXIOV], niov = 0, done = 0;
+	int fd = atomic_load_explicit(&pidfd, memory_order_relaxed);
+
+	if (fd == -2) {
+		int nfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+		int expect = -2;
+
+		if (nfd < 0)
+			nfd = -1;
+		if (!atomic_compare_exchange_strong(&pidfd, &expect, nfd) && nfd >= 0)
+			close(nfd);
+		fd = atomic_load(&pidfd);
+	}
+	for (size_t i = 0; i < nruns && niov < UIO_MAXIOV; i++) {
+		if (runs[i].ret < 0)
+			continue;
+		iov[niov] = (struct iovec){ .iov_base = (void *)runs[i].addr, .iov_len = runs[i].bytes };
+		idx[niov++] = i;
+	}
+	if (fd >= 0 && niov > 1) {
+		ssize_t got = syscall(SYS_process_madvise, fd, iov, niov, MADV_DONTNEED, 0);
+
+		if (got < 0 && (errno == EINVAL || errno == EPERM || errno == ENOSYS))
+			atomic_store(&pidfd, -1); /* this kernel refuses: use madvise from now on */
+		/* Whole runs covered by the bytes advised are done. */
+		for (size_t b = got > 0 ? (size_t)got : 0; done < niov && iov[done].iov_len <= b; done++)
+			b -= iov[done].iov_len;
+	}
+	for (size_t j = done; j < niov; j++) {
+		struct wb_run *u = &runs[idx[j]];
+
+		if (madvise((void *)u->addr, u->bytes, MADV_DONTNEED) < 0) {
+			u->ret = -errno;
+			ulog_error("region %p: MADV_DONTNEED at %p: %s", (void *)r->base, (void *)u->addr,
+				   ulog_errname(errno));
+		}
+	}
+	for (size_t i = 0; i < nruns; i++) /* past the vector's capacity: not dropped */
+		if (runs[i].ret == 0 && (niov == 0 || i > idx[niov - 1]))
+			runs[i].ret = -EAGAIN;
+}
+
+/* Protect a run of dirty pages and write it to the store. */
+static int wb_write(struct eng_region *r, struct wb_run *u, struct eng_page **v)
+{
+	uint64_t written = 0;
+	int ret = uffd_writeprotect(&eng.uffd, u->addr, u->bytes, true);
+
+	if (ret == 0)
+		ret = wb_write_run(r, v[u->at]->index, u->k, &written);
+	if (ret == 0) {
+		atomic_fetch_add_explicit(&r->c.bytes_written, written, memory_order_relaxed);
+		return 0;
+	}
+	/* Keep the data: unprotect (which wakes blocked writers) and leave the
+	 * pages dirty for a later try. */
+	int uret = uffd_writeprotect(&eng.uffd, u->addr, u->bytes, false);
+
+	if (uret < 0 && uret != -ENOENT)
+		ulog_error("region %p: unprotect after failed write: %s", (void *)r->base, ulog_errname(-uret));
+	ulog_error("region %p: write-back of %zu bytes at store offset %llu failed: %s", (void *)r->base,
+		   u->bytes, (unsigned long long)(r->offset + (v[u->at]->index << r->pshift)),
+		   ulog_errname(-ret));
+	atomic_fetch_add_explicit(&r->c.io_errors, 1, memory_order_relaxed);
+	return ret;
+}
+
 /*
  * Finish the pages v[0..n) of one region, all in WRITEBACK or EVICTING and
- * sorted by index: protect and write the dirty ones, drop them if EVICTING.
- * Returns 0 or the first write error.
+ * sorted by index: protect and write the dirty ones, then drop the
+ * EVICTING ones whose data is safe.  Returns 0 or the first write error.
  */
 static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 {
+	struct wb_run *runs = malloc(n * sizeof(*runs));
+	size_t nruns = 0, ndrop = 0;
 	int first_err = 0;
 
-	for (size_t i = 0; i < n;) {
-		size_t k = run_len(v + i, n - i, true);
-		uint64_t idx = v[i]->index, written = 0;
-		uintptr_t a = pg_addr(r, idx);
-		size_t bytes = 0;
-		bool evict = v[i]->state == PG_EVICTING;
-		bool dirty = v[i]->was_dirty;
-		int ret = 0;
-
-		for (size_t j = 0; j < k; j++)
-			bytes += pg_len(r, idx + j);
-		if (dirty) {
-			ret = uffd_writeprotect(&eng.uffd, a, bytes, true);
-			if (ret == 0)
-				ret = wb_write_run(r, idx, k, &written);
-			if (ret < 0) {
-				/* Keep the data: unprotect (which wakes blocked writers) and
-				 * leave the pages dirty for a later try. */
-				int uret = uffd_writeprotect(&eng.uffd, a, bytes, false);
-
-				if (uret < 0 && uret != -ENOENT)
-					ulog_error("region %p: unprotect after failed write: %s",
-						   (void *)r->base, ulog_errname(-uret));
-				ulog_error("region %p: write-back of %zu bytes at store offset %llu failed: %s",
-					   (void *)r->base, bytes,
-					   (unsigned long long)(r->offset + (idx << r->pshift)),
-					   ulog_errname(-ret));
-				atomic_fetch_add_explicit(&r->c.io_errors, 1, memory_order_relaxed);
-				if (!first_err)
-					first_err = ret;
-			} else {
-				atomic_fetch_add_explicit(&r->c.bytes_written, written, memory_order_relaxed);
-			}
-		}
-		if (ret == 0 && evict && madvise((void *)a, bytes, MADV_DONTNEED) < 0) {
-			ret = -errno;
-			ulog_error("region %p: MADV_DONTNEED at %p: %s", (void *)r->base, (void *)a,
-				   ulog_errname(errno));
-		}
-
-		bool wake = false;
-
+	if (!runs) {
+		/* Give the pages back untouched; the caller tries again later. */
 		pthread_mutex_lock(&eng.lock);
-		if (ret < 0 && !r->wb_err && dirty)
-			r->wb_err = ret;
-		for (size_t j = 0; j < k; j++) {
-			struct eng_page *p = v[i + j];
-
-			wake |= p->wake_needed;
-			p->wake_needed = 0;
-			if (ret < 0) {
-				pg_set_state(p, dirty ? PG_DIRTY : PG_CLEAN);
-				p->was_dirty = 0;
-			} else if (evict) {
-				pg_remove(p);
-			} else {
-				pg_set_state(p, PG_CLEAN);
-				p->was_dirty = 0;
-			}
+		for (size_t i = 0; i < n; i++) {
+			pg_set_state(v[i], v[i]->was_dirty ? PG_DIRTY : PG_CLEAN);
+			v[i]->was_dirty = 0;
 		}
 		pthread_cond_broadcast(&eng.page_cv);
 		pthread_mutex_unlock(&eng.lock);
-		if (wake)
-			uffd_wake(&eng.uffd, a, bytes);
-		if (ret == 0 && evict) {
-			atomic_fetch_add_explicit(&r->c.evictions, k, memory_order_relaxed);
-			if (dirty)
-				atomic_fetch_add_explicit(&r->c.dirty_evictions, k, memory_order_relaxed);
-		} else if (ret == 0 && dirty) {
-			atomic_fetch_add_explicit(&r->c.flushed_pages, k, memory_order_relaxed);
-		}
-		i += k;
+		return -ENOMEM;
 	}
+	for (size_t i = 0; i < n; nruns++) {
+		struct wb_run *u = &runs[nruns];
+
+		u->at = i;
+		u->k = run_len(v + i, n - i, true);
+		u->addr = pg_addr(r, v[i]->index);
+		u->bytes = 0;
+		for (size_t j = 0; j < u->k; j++)
+			u->bytes += pg_len(r, v[i]->index + j);
+		u->dirty = v[i]->was_dirty;
+		u->evict = v[i]->state == PG_EVICTING;
+		u->wake = false;
+		u->ret = u->dirty ? wb_write(r, u, v) : 0;
+		if (u->ret < 0 && !first_err)
+			first_err = u->ret;
+		if (u->ret == 0 && u->evict)
+			ndrop++;
+		i += u->k;
+	}
+	if (ndrop > 0)
+		wb_drop(r, runs, nruns);
+
+	pthread_mutex_lock(&eng.lock);
+	for (size_t ri = 0; ri < nruns; ri++) {
+		struct wb_run *u = &runs[ri];
+		bool failed = u->ret < 0 && u->ret != -EAGAIN;
+
+		if (failed && u->dirty && !r->wb_err)
+			r->wb_err = u->ret;
+		for (size_t j = 0; j < u->k; j++) {
+			struct eng_page *p = v[u->at + j];
+
+			u->wake |= p->wake_needed;
+			p->wake_needed = 0;
+			if (u->ret == 0 && u->evict) {
+				pg_remove(p);
+				continue;
+			}
+			/* Kept: dirty again if its write failed, else clean (written,
+			 * or clean and simply not dropped). */
+			pg_set_state(p, failed && u->dirty ? PG_DIRTY : PG_CLEAN);
+			p->was_dirty = 0;
+		}
+	}
+	pthread_cond_broadcast(&eng.page_cv);
+	pthread_mutex_unlock(&eng.lock);
+
+	for (size_t ri = 0; ri < nruns; ri++) {
+		struct wb_run *u = &runs[ri];
+
+		if (u->wake)
+			uffd_wake(&eng.uffd, u->addr, u->bytes);
+		if (u->ret == 0 && u->evict) {
+			atomic_fetch_add_explicit(&r->c.evictions, u->k, memory_order_relaxed);
+			if (u->dirty)
+				atomic_fetch_add_explicit(&r->c.dirty_evictions, u->k, memory_order_relaxed);
+		} else if (u->ret != 0 && u->ret != -EAGAIN) {
+			continue;
+		} else if (u->dirty) {
+			atomic_fetch_add_explicit(&r->c.flushed_pages, u->k, memory_order_relaxed);
+		}
+	}
+	free(runs);
 	return first_err;
 }
 
