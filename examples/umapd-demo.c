@@ -11,9 +11,11 @@
  *   2. random reads     - words at random offsets, each checked
  *   3. random writes    - words at random offsets overwritten; each write is
  *                         recorded so that the expected content is known
- *   4. verify (mapped)  - every word read back through the mapping
- *   5. umapd_flush      - then every word checked in the file with pread()
- *   6. umapd_unmap      - then every word checked in the file again
+ *   4. umapd_flush      - then every word of the file checked with pread()
+ *   5. read back        - every word written, read back through the mapping
+ *   6. random writes    - a second, smaller round, also recorded
+ *   7. umapd_unmap      - then every word of the file checked again
+ *   8. map again        - and every word checked through a fresh mapping
  *
  * and prints what umapd did (faults, fills, evictions, write-backs, ...)
  * phase by phase.  Any difference stops the run with exit status 1 and the
@@ -435,7 +437,7 @@ static bool check_words(const char *where, const char *buf, uint64_t off, size_t
 
 /* ---- the application threads ---------------------------------------------------------- */
 
-enum job { JOB_SCAN, JOB_READS, JOB_WRITES };
+enum job { JOB_SCAN, JOB_READS, JOB_WRITES, JOB_READBACK };
 
 struct worker {
 	pthread_t thread;
@@ -445,6 +447,8 @@ struct worker {
 	uint64_t begin, end;     /* JOB_SCAN: byte range of this thread */
 	uint64_t nops;           /* JOB_READS, JOB_WRITES: operations of this thread */
 	struct write_rec *log;   /* JOB_WRITES: this thread's writes */
+	uint64_t seq_base;       /* JOB_WRITES: sequence number of its first write */
+	size_t wbegin, wend;     /* JOB_READBACK: slice of writes[] to check */
 	uint64_t sink;
 	char *buf;               /* read-only mode: pread buffer */
 };
@@ -513,16 +517,31 @@ static void random_reads(struct worker *w)
  */
 static void random_writes(struct worker *w)
 {
-	uint64_t s = mix64(opt.seed + 2000 + w->tid) | 1;
+	uint64_t s = mix64(opt.seed + 2000 + w->tid + (w->seq_base << 8)) | 1;
 	uint64_t nwords = opt.size / 8;
 	uint64_t per = nwords / opt.threads; /* words owned by each thread */
 
 	for (uint64_t i = 0; i < w->nops; i++) {
 		uint64_t word = (rnd(&s) % per) * opt.threads + w->tid;
 		uint64_t off = word * 8;
-		uint64_t v = written_value(off, w->tid, i);
+		uint64_t v = written_value(off, w->tid, w->seq_base + i);
 		memcpy(map + off, &v, 8);
-		w->log[i] = (struct write_rec){ .off = off, .seq = i, .val = v };
+		w->log[i] = (struct write_rec){ .off = off, .seq = w->seq_base + i, .val = v };
+		if ((i & 1023) == 1023)
+			atomic_fetch_add_explicit(&progress, 1024, memory_order_relaxed);
+	}
+}
+
+/* Read every recorded write back through the mapping. */
+static void read_back(struct worker *w)
+{
+	for (size_t i = w->wbegin; i < w->wend; i++) {
+		uint64_t got;
+		memcpy(&got, map + writes[i].off, 8);
+		if (got != writes[i].val) {
+			report_diff(w->where, writes[i].off, got, writes[i].val);
+			return;
+		}
 		if ((i & 1023) == 1023)
 			atomic_fetch_add_explicit(&progress, 1024, memory_order_relaxed);
 	}
@@ -538,14 +557,18 @@ static void *worker_main(void *arg)
 	case JOB_SCAN: scan(w); break;
 	case JOB_READS: random_reads(w); break;
 	case JOB_WRITES: random_writes(w); break;
+	case JOB_READBACK: read_back(w); break;
 	}
 	return NULL;
 }
 
 static struct worker *workers;
 
-static void run_workers(enum job job, const char *where)
+/* nops operations in all, shared out among the threads. */
+static void run_workers(enum job job, const char *where, uint64_t nops)
 {
+	for (unsigned t = 0; t < opt.threads; t++)
+		workers[t].nops = nops / opt.threads + (t < nops % opt.threads);
 	uint64_t nwords = opt.size / 8;
 	for (unsigned t = 0; t < opt.threads; t++) {
 		struct worker *w = &workers[t];
@@ -555,13 +578,45 @@ static void run_workers(enum job job, const char *where)
 		/* Contiguous, word-aligned shares of the file for the scans. */
 		w->begin = nwords * t / opt.threads * 8;
 		w->end = t + 1 == opt.threads ? opt.size : nwords * (t + 1) / opt.threads * 8;
-		w->nops = opt.ops / opt.threads + (t < opt.ops % opt.threads);
+		w->wbegin = nwrites * t / opt.threads;
+		w->wend = nwrites * (t + 1) / opt.threads;
 		errno = pthread_create(&w->thread, NULL, worker_main, w);
 		if (errno)
 			die("pthread_create");
 	}
 	for (unsigned t = 0; t < opt.threads; t++)
 		pthread_join(workers[t].thread, NULL);
+}
+
+/*
+ * Run a round of nops recorded random writes and fold them into writes[]:
+ * sorted by offset, one entry per word holding its last value.
+ */
+static void write_round(uint64_t nops, uint64_t seq_base)
+{
+	struct write_rec *all = realloc(writes, (nwrites + nops + 1) * sizeof *all);
+	if (!all)
+		die("realloc");
+	writes = all;
+	struct write_rec *log = all + nwrites;
+	for (unsigned t = 0, at = 0; t < opt.threads; t++) {
+		workers[t].log = log + at;
+		workers[t].seq_base = seq_base;
+		at += nops / opt.threads + (t < nops % opt.threads);
+	}
+	size_t n_old = nwrites;
+	nwrites = 0; /* the scans in the workers must not use a half-built writes[] */
+	run_workers(JOB_WRITES, "random writes", nops);
+	size_t n = n_old + nops;
+	qsort(all, n, sizeof *all, cmp_write);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (k && all[k - 1].off == all[i].off)
+			all[k - 1] = all[i];
+		else
+			all[k++] = all[i];
+	}
+	nwrites = k;
 }
 
 /* ---- the watchdog --------------------------------------------------------------------- */
@@ -601,7 +656,7 @@ static void *watchdog_main(void *arg)
 
 /* ---- phases and their statistics ------------------------------------------------------ */
 
-#define MAX_PHASES 8
+#define MAX_PHASES 16
 
 static struct phase_rec {
 	const char *name;
@@ -611,6 +666,7 @@ static struct phase_rec {
 	struct umapd_stats before, after;
 } phases[MAX_PHASES];
 static int nphases;
+static struct phase_rec *ph_scan, *ph_reads, *ph_writes, *ph_flush, *ph_unmap, *ph_remap;
 
 static void get_stats(struct umapd_stats *st)
 {
@@ -690,6 +746,23 @@ static void fail_on_diff(void)
 		"umapd-demo: FAILED in %s: first difference at offset %" PRIu64 " (0x%" PRIx64
 		", %s): read 0x%016" PRIx64 ", expected 0x%016" PRIx64 "\n",
 		diff_where, diff_off, diff_off, where, diff_got, diff_want);
+	if (map) {
+		/* Where is the data: still in memory but not in the file, or lost? */
+		uint64_t in_map, in_file;
+		uint64_t off = diff_off & ~(uint64_t)7;
+		memcpy(&in_map, map + off, 8);
+		fprintf(stderr, "umapd-demo: through the mapping the word at %" PRIu64 " reads 0x%016" PRIx64 "\n",
+			off, in_map);
+		if (!read_only) {
+			int rc = umapd_unmap(map);
+			map = NULL;
+			if (rc)
+				fprintf(stderr, "umapd-demo: umapd_unmap: %s\n", strerror(errno));
+			else if (pread(fd, &in_file, 8, (off_t)off) == 8)
+				fprintf(stderr, "umapd-demo: after umapd_unmap the file holds 0x%016" PRIx64 "\n",
+					in_file);
+		}
+	}
 	if (tmpdir[0] && !opt.keep)
 		fprintf(stderr, "umapd-demo: (run with --keep to keep the file)\n");
 	cleanup();
@@ -751,9 +824,9 @@ static void print_report(double fill_secs)
 	printf("  %-28s %14s\n", "page bookkeeping", fmt_bytes(a, sizeof a, st.meta_bytes));
 
 	/* The story. */
-	struct phase_rec *scan_p = &phases[0];
-	uint64_t scan_faults = scan_p->after.faults - scan_p->before.faults;
-	uint64_t scan_fills = scan_p->after.fills - scan_p->before.fills;
+	struct phase_rec *sp = ph_scan;
+	uint64_t scan_faults = sp->after.faults - sp->before.faults;
+	uint64_t scan_fills = sp->after.fills - sp->before.fills;
 	uint64_t pages = (opt.size + page - 1) / page;
 	printf("\nWhat happened:\n");
 	printf("  The %s file is %.1fx the %s budget, so at most %.0f%% of it could be in memory at once.\n",
@@ -761,32 +834,32 @@ static void print_report(double fill_secs)
 	       fmt_bytes(b, sizeof b, opt.budget),
 	       opt.size > opt.budget ? 100.0 * (double)opt.budget / (double)opt.size : 100.0);
 	if (fill_secs > 0)
-		printf("  Writing the pattern took %.2f s.\n", fill_secs);
+		printf("  Writing the pattern with pwrite() took %.2f s.\n", fill_secs);
 	printf("  The sequential scan read %" PRIu64 " pages of %s in %.2f s with %" PRIu64
 	       " faults: read-ahead brought in %.0f%% of the %" PRIu64 " pages filled before they were touched.\n",
-	       pages, fmt_bytes(a, sizeof a, page), scan_p->secs, scan_faults,
-	       scan_fills ? 100.0 * (double)(scan_p->after.readahead_pages - scan_p->before.readahead_pages) /
+	       pages, fmt_bytes(a, sizeof a, page), sp->secs, scan_faults,
+	       scan_fills ? 100.0 * (double)(sp->after.readahead_pages - sp->before.readahead_pages) /
 				    (double)scan_fills
 			  : 0.0,
 	       scan_fills);
-	if (nphases > 1) {
-		struct phase_rec *r = &phases[1];
-		uint64_t f = r->after.faults - r->before.faults;
-		printf("  %" PRIu64 " random reads caused %" PRIu64 " faults (%.0f%% missed; with no locality "
-		       "about %.0f%% would).\n",
-		       r->ops, f, r->ops ? 100.0 * (double)f / (double)r->ops : 0.0,
-		       opt.size > opt.budget ? 100.0 * (1.0 - (double)opt.budget / (double)opt.size) : 0.0);
-	}
-	if (!read_only && nphases > 2) {
-		struct phase_rec *w = &phases[2];
-		printf("  %" PRIu64 " random writes dirtied pages across the file; %" PRIu64 " dirty pages "
-		       "were written back as they were evicted during the run, the rest by umapd_flush and "
-		       "umapd_unmap.\n",
-		       w->ops, st.dirty_evictions);
-		printf("  Every byte was then verified three times - through the mapping, in the file after "
-		       "umapd_flush, and in the file after umapd_unmap - and all %" PRIu64 " words matched "
-		       "(%zu of them rewritten).\n",
-		       opt.size / 8, nwrites);
+	struct phase_rec *r = ph_reads;
+	uint64_t f = r->after.faults - r->before.faults;
+	printf("  %" PRIu64 " random reads caused %" PRIu64 " faults (%.0f%% missed; with no locality "
+	       "about %.0f%% would).\n",
+	       r->ops, f, r->ops ? 100.0 * (double)f / (double)r->ops : 0.0,
+	       opt.size > opt.budget ? 100.0 * (1.0 - (double)opt.budget / (double)opt.size) : 0.0);
+	if (!read_only) {
+		struct phase_rec *w = ph_writes;
+		uint64_t flushed = (ph_flush->after.bytes_written - ph_flush->before.bytes_written) / page;
+		uint64_t at_unmap = (ph_unmap->after.bytes_written - ph_unmap->before.bytes_written) / page;
+		printf("  %" PRIu64 " random writes, then %" PRIu64 " more, rewrote %zu words. Dirty pages were "
+		       "written back in three ways: %" PRIu64 " by eviction during the run, %" PRIu64
+		       " by umapd_flush and %" PRIu64 " by umapd_unmap.\n",
+		       w->ops, ph_unmap[-1].ops, nwrites, st.dirty_evictions, flushed, at_unmap);
+		printf("  Every byte was verified three times - in the file after umapd_flush, in the file after"
+		       " umapd_unmap, and through a fresh mapping (%.2f s) - and every word written was read"
+		       " back through the mapping: all %" PRIu64 " words matched.\n",
+		       ph_remap->secs, opt.size / 8);
 	} else {
 		printf("  Every byte was compared with the file itself through pread(): all matched.\n");
 	}
@@ -801,6 +874,18 @@ static void print_report(double fill_secs)
 }
 
 /* ---- main ----------------------------------------------------------------------------- */
+
+static char *map_file(int prot)
+{
+	struct umapd_region_opts ro;
+	memset(&ro, 0, sizeof ro); /* zero: the library's defaults, reserved[] must stay zero */
+	ro.page_size = opt.page_size;
+	ro.read_ahead = opt.read_ahead;
+	char *m = umapd_map(NULL, opt.size, prot, 0, fd, 0, &ro);
+	if (!m)
+		die("umapd_map");
+	return m;
+}
 
 static void open_file(void)
 {
@@ -892,13 +977,7 @@ int main(int argc, char **argv)
 		fill_secs = now() - t;
 	}
 
-	struct umapd_region_opts ro;
-	memset(&ro, 0, sizeof ro);
-	ro.page_size = opt.page_size;
-	ro.read_ahead = opt.read_ahead;
-	map = umapd_map(NULL, opt.size, read_only ? PROT_READ : PROT_READ | PROT_WRITE, 0, fd, 0, &ro);
-	if (!map)
-		die("umapd_map");
+	map = map_file(read_only ? PROT_READ : PROT_READ | PROT_WRITE);
 	size_t page = umapd_region_page_size(map);
 	if (!page)
 		die("umapd_region_page_size");
@@ -921,73 +1000,72 @@ int main(int argc, char **argv)
 	}
 
 	/* 1. sequential scan */
-	struct phase_rec *p = phase_begin("sequential scan", opt.size / 8);
-	run_workers(JOB_SCAN, "sequential scan");
+	struct phase_rec *p = ph_scan = phase_begin("sequential scan", opt.size / 8);
+	run_workers(JOB_SCAN, "the sequential scan", 0);
 	phase_end(p);
 	p->bytes = opt.size;
 	fail_on_diff();
 
 	/* 2. random reads */
-	p = phase_begin("random reads", opt.ops);
-	run_workers(JOB_READS, "random reads");
+	p = ph_reads = phase_begin("random reads", opt.ops);
+	run_workers(JOB_READS, "the random reads", opt.ops);
 	phase_end(p);
 	p->ops = opt.ops;
 	fail_on_diff();
 
 	if (!read_only) {
 		/* 3. random writes, recorded */
-		struct write_rec *all = calloc(opt.ops ? opt.ops : 1, sizeof *all);
-		if (!all)
-			die("calloc");
-		for (unsigned t = 0, at = 0; t < opt.threads; t++) {
-			workers[t].log = all + at;
-			at += opt.ops / opt.threads + (t < opt.ops % opt.threads);
-		}
-		p = phase_begin("random writes", opt.ops);
-		run_workers(JOB_WRITES, "random writes");
+		p = ph_writes = phase_begin("random writes", opt.ops);
+		write_round(opt.ops, 0);
 		phase_end(p);
 		p->ops = opt.ops;
 
-		/* Expected content: the pattern, overlaid with the last write to each word. */
-		qsort(all, opt.ops, sizeof *all, cmp_write);
-		size_t n = 0;
-		for (size_t i = 0; i < opt.ops; i++) {
-			if (n && all[n - 1].off == all[i].off)
-				all[n - 1] = all[i];
-			else
-				all[n++] = all[i];
-		}
-		writes = all;
-		nwrites = n;
-
-		/* 4. every word through the mapping */
-		p = phase_begin("verify (mapped)", opt.size / 8);
-		run_workers(JOB_SCAN, "verify through the mapping");
-		phase_end(p);
-		p->bytes = opt.size;
-		fail_on_diff();
-
-		/* 5. flush, then every word in the file */
-		p = phase_begin("flush", 0);
+		/* 4. flush: the dirty pages still resident are written back; then every word in the file */
+		p = ph_flush = phase_begin("flush", 0);
 		if (umapd_flush(map, opt.size))
 			die("umapd_flush");
 		phase_end(p);
-		p = phase_begin("verify file", opt.size / 8);
+		p = phase_begin("pread file", opt.size / 8);
 		verify_file("the file after umapd_flush");
 		phase_end(p);
 		p->bytes = opt.size;
 		fail_on_diff();
+
+		/* 5. every word written, read back through the mapping */
+		p = phase_begin("read back writes", nwrites);
+		run_workers(JOB_READBACK, "reading the writes back", 0);
+		phase_end(p);
+		p->ops = nwrites;
+		fail_on_diff();
+
+		/* 6. a second round of writes, left dirty for umapd_unmap to write back */
+		uint64_t n2 = opt.ops / 4 ? opt.ops / 4 : 1;
+		p = phase_begin("random writes 2", n2);
+		write_round(n2, opt.ops);
+		phase_end(p);
+		p->ops = n2;
 	}
 
-	/* 6. unmap, then every word in the file again */
-	p = phase_begin("unmap", 0);
+	/* 7. unmap, then every word in the file again */
+	p = ph_unmap = phase_begin("unmap", 0);
 	if (umapd_unmap(map))
 		die("umapd_unmap");
 	map = NULL;
 	phase_end(p);
 	if (!read_only) {
-		p = phase_begin("verify after unmap", opt.size / 8);
+		p = phase_begin("pread file again", opt.size / 8);
 		verify_file("the file after umapd_unmap");
+		phase_end(p);
+		p->bytes = opt.size;
+		fail_on_diff();
+
+		/* 8. a fresh mapping must read what the first one wrote */
+		p = ph_remap = phase_begin("map again, verify", opt.size / 8);
+		map = map_file(PROT_READ);
+		run_workers(JOB_SCAN, "a second mapping of the file", 0);
+		if (umapd_unmap(map))
+			die("umapd_unmap");
+		map = NULL;
 		phase_end(p);
 		p->bytes = opt.size;
 		fail_on_diff();
