@@ -71,7 +71,7 @@ static int region_layout(struct eng_region *r, size_t length, int prot, int flag
 	char v[32];
 	long ra;
 
-	if (length == 0 || prot == 0 || (prot & ~(PROT_READ | PROT_WRITE)) ||
+	if (length == 0 || !(prot & PROT_READ) || (prot & ~(PROT_READ | PROT_WRITE)) ||
 	    (flags & ~(UMAPD_FIXED | UMAPD_GROWABLE)))
 		return -EINVAL;
 	if ((flags & UMAPD_GROWABLE) && !(prot & PROT_WRITE))
@@ -284,10 +284,8 @@ API int umapd_unmap(void *addr)
 		ulog_warn("region %p: munmap: %s", (void *)r->base, ulog_errname(errno));
 	region_retire(r);
 	store_close(r->store);
-	free(r->buckets);
 	pthread_mutex_lock(&eng.lock);
-	eng.bucket_bytes -= r->nbuckets * sizeof(*r->buckets);
-	atomic_store_explicit(&eng.meta_now, eng.slab_bytes + eng.bucket_bytes, memory_order_relaxed);
+	pg_forget_region(r);
 	pthread_mutex_unlock(&eng.lock);
 	free(r);
 	return 0;

@@ -90,6 +90,7 @@ struct eng_region {
 	uint64_t ra_next;       /* page a sequential stream would fault next */
 	long ra_window;         /* current window, pages */
 	bool frozen;            /* unmap in progress: no new state changes */
+	bool walking;           /* pg_for_range in progress: do not shrink buckets */
 	int wb_err;             /* first write-back error not yet reported (negative) */
 
 	_Atomic int refs;       /* table's reference + one per user */
@@ -134,7 +135,6 @@ struct engine {
 	struct eng_page *hand;         /* CLOCK hand; NULL when nothing resident */
 	uint64_t resident_bytes, dirty_bytes;
 	_Atomic uint64_t resident_now, dirty_now, meta_now; /* copies for stats */
-	struct eng_page *free_pages;   /* slab free list */
 	uint64_t slab_bytes, bucket_bytes;
 	struct eng_deferred *deferred;
 	size_t ndeferred, cap_deferred;
@@ -174,7 +174,8 @@ void pg_set_state(struct eng_page *p, uint8_t state); /* keeps dirty counters ri
 /* Call fn on every resident page of r in [first, end). */
 void pg_for_range(struct eng_region *r, uint64_t first, uint64_t end,
 		  void (*fn)(struct eng_page *p, void *arg), void *arg);
-size_t pg_len(const struct eng_region *r, uint64_t index); /* bytes of the page inside the region */
+size_t pg_len(const struct eng_region *r, uint64_t index);
+void pg_forget_region(struct eng_region *r); /* free the (empty) region's buckets */ /* bytes of the page inside the region */
 static inline uintptr_t pg_addr(const struct eng_region *r, uint64_t index)
 {
 	return r->base + (index << r->pshift);

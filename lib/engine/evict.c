@@ -176,7 +176,7 @@ static void wb_drop(struct eng_region *r, struct wb_run *runs, size_t nruns)
 static int wb_write(struct eng_region *r, struct wb_run *u, struct eng_page **v)
 {
 	uint64_t written = 0;
-	int ret = uffd_writeprotect(&eng.uffd, u->addr, u->bytes, true);
+	int ret = uffd_writeprotect(&eng.uffd, u->addr, u->bytes, true, false);
 
 	if (ret == 0)
 		ret = wb_write_run(r, v[u->at]->index, u->k, &written);
@@ -186,7 +186,7 @@ static int wb_write(struct eng_region *r, struct wb_run *u, struct eng_page **v)
 	}
 	/* Keep the data: unprotect (which wakes blocked writers) and leave the
 	 * pages dirty for a later try. */
-	int uret = uffd_writeprotect(&eng.uffd, u->addr, u->bytes, false);
+	int uret = uffd_writeprotect(&eng.uffd, u->addr, u->bytes, false, false);
 
 	if (uret < 0 && uret != -ENOENT)
 		ulog_error("region %p: unprotect after failed write: %s", (void *)r->base, ulog_errname(-uret));

@@ -127,29 +127,30 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, bool r
 		p->wake_needed = 1;
 		pthread_mutex_unlock(&eng.lock);
 	} else if (wp && p->state == PG_CLEAN) {
-		/* First write to a clean page: unprotect (wakes the writer), then
-		 * it is dirty.  UNPROTECTING keeps the evictor off it meanwhile. */
+		/* First write to a clean page: unprotect without waking, mark it
+		 * dirty, then wake the writer, so that when the writer runs the
+		 * page is already DIRTY for any flush it calls next.
+		 * UNPROTECTING keeps the evictor off it meanwhile. */
 		int ret;
 
 		p->referenced = 1;
 		p->was_dirty = 0;
 		pg_set_state(p, PG_UNPROTECTING);
 		pthread_mutex_unlock(&eng.lock);
-		ret = uffd_writeprotect(&eng.uffd, pg_addr(r, idx), pg_len(r, idx), false);
+		ret = uffd_writeprotect(&eng.uffd, pg_addr(r, idx), pg_len(r, idx), false, true);
 		pthread_mutex_lock(&eng.lock);
 		pg_set_state(p, ret == 0 ? PG_DIRTY : PG_CLEAN);
-		if (p->wake_needed) {
-			p->wake_needed = 0;
-			ret = ret ? ret : 1;
-		}
+		p->wake_needed = 0;
 		pthread_cond_broadcast(&eng.page_cv);
 		pthread_mutex_unlock(&eng.lock);
-		if (ret != 0)
-			uffd_wake(&eng.uffd, pg_addr(r, idx), pg_len(r, idx));
+		if (ret < 0 && ret != -ENOENT)
+			ulog_error("region %p: unprotecting %p: %s", (void *)r->base, (void *)pg_addr(r, idx),
+				   ulog_errname(-ret));
+		uffd_wake(&eng.uffd, pg_addr(r, idx), pg_len(r, idx));
 	} else if (wp) {
 		/* Already dirty (a duplicate): make sure it is writable, which wakes. */
 		pthread_mutex_unlock(&eng.lock);
-		uffd_writeprotect(&eng.uffd, pg_addr(r, idx), pg_len(r, idx), false);
+		uffd_writeprotect(&eng.uffd, pg_addr(r, idx), pg_len(r, idx), false, false);
 	} else {
 		/* A missing fault on a page we hold: a duplicate of a fault already
 		 * served, or the page was zapped under us (MADV_DONTNEED by the

@@ -84,13 +84,13 @@ static int fill_read(struct eng_region *r, void *buf, size_t len, uint64_t off, 
  * installed: the thread that faulted on it will be woken.  -EAGAIN (the mm
  * is changing) is retried with a growing pause.
  */
-static int fill_copy(uintptr_t dst, const char *src, size_t len, bool wp)
+static int fill_copy(uintptr_t dst, const char *src, size_t len, bool wp, bool dontwake)
 {
 	unsigned tries = 0;
 
 	while (len > 0) {
 		size_t copied = 0;
-		int ret = uffd_copy(&eng.uffd, dst, src, len, wp, false, &copied);
+		int ret = uffd_copy(&eng.uffd, dst, src, len, wp, dontwake, &copied);
 
 		dst += copied;
 		src += copied;
@@ -102,8 +102,9 @@ static int fill_copy(uintptr_t dst, const char *src, size_t len, bool wp)
 			size_t step = eng.sys_psize < len ? eng.sys_psize : len;
 
 			if (wp)
-				uffd_writeprotect(&eng.uffd, dst, step, true);
-			uffd_wake(&eng.uffd, dst, step);
+				uffd_writeprotect(&eng.uffd, dst, step, true, false);
+			if (!dontwake)
+				uffd_wake(&eng.uffd, dst, step);
 			dst += step;
 			src += step;
 			len -= step;
@@ -133,6 +134,7 @@ static void fill_abandon(struct fill_req *q, uint64_t from)
 		if (p && p->state == PG_FILLING)
 			pg_remove(p);
 	}
+	atomic_fetch_sub_explicit(&r->c.fills, q->n - from, memory_order_relaxed);
 	pthread_cond_broadcast(&eng.page_cv);
 	pthread_mutex_unlock(&eng.lock);
 	if (from < q->n)
@@ -160,8 +162,9 @@ int fill_run(struct fill_req *q, void *bounce, size_t bounce_len)
 {
 	struct eng_region *r = q->r;
 	bool can_wp = eng.uffd.can_wp && r->writable;
-	uint64_t data_end, bytes_read = 0;
+	uint64_t data_end;
 	size_t total, done = 0, first_len = pg_len(r, q->first);
+	bool writable_fault = q->write && !q->prefetch && r->writable;
 	int ret;
 
 	pthread_mutex_lock(&eng.lock);
@@ -171,6 +174,11 @@ int fill_run(struct fill_req *q, void *bounce, size_t bounce_len)
 	total = 0;
 	for (uint64_t i = 0; i < q->n; i++)
 		total += pg_len(r, q->first + i);
+	/* Counted before the install wakes the faulting thread, so that what
+	 * it reads in the statistics next already includes its own fault. */
+	atomic_fetch_add_explicit(&r->c.fills, q->n, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->c.readahead_pages, q->prefetch ? q->n : q->n - 1,
+				  memory_order_relaxed);
 
 	while (done < total) {
 		size_t len = total - done < bounce_len ? total - done : bounce_len;
@@ -182,17 +190,19 @@ int fill_run(struct fill_req *q, void *bounce, size_t bounce_len)
 			fill_fail(q, off, ret);
 			return ret;
 		}
-		bytes_read += got;
-		/* The faulting page goes first so its thread wakes soonest; it is
-		 * installed writable when the fault was a write. */
+		atomic_fetch_add_explicit(&r->c.bytes_read, got, memory_order_relaxed);
+		/* The faulting page goes first so its thread wakes soonest.  A
+		 * write fault's page is installed writable, and then not woken
+		 * until it is marked DIRTY below: the writer must never run
+		 * while its page still looks FILLING to a flush. */
 		if (done < first_len) {
 			size_t a = first_len - done < len ? first_len - done : len;
 
-			ret = fill_copy(dst, bounce, a, can_wp && !(q->write && !q->prefetch));
+			ret = fill_copy(dst, bounce, a, can_wp && !writable_fault, writable_fault);
 			if (ret == 0 && a < len)
-				ret = fill_copy(dst + a, (char *)bounce + a, len - a, can_wp);
+				ret = fill_copy(dst + a, (char *)bounce + a, len - a, can_wp, false);
 		} else {
-			ret = fill_copy(dst, bounce, len, can_wp);
+			ret = fill_copy(dst, bounce, len, can_wp, false);
 		}
 		if (ret < 0) {
 			if (ret != -ENOENT && ret != -ESRCH)
@@ -221,7 +231,7 @@ int fill_run(struct fill_req *q, void *bounce, size_t bounce_len)
 			pg_set_state(p, PG_CLEAN);
 		p->readahead = !fault_page;
 		p->referenced = fault_page;
-		if (p->wake_needed) {
+		if (p->wake_needed || (fault_page && writable_fault)) {
 			p->wake_needed = 0;
 			if (wake_first == UINT64_MAX)
 				wake_first = i;
@@ -234,9 +244,5 @@ int fill_run(struct fill_req *q, void *bounce, size_t bounce_len)
 		uffd_wake(&eng.uffd, pg_addr(r, q->first + wake_first),
 			  (wake_last - wake_first + 1) << r->pshift);
 
-	atomic_fetch_add_explicit(&r->c.fills, q->n, memory_order_relaxed);
-	atomic_fetch_add_explicit(&r->c.bytes_read, bytes_read, memory_order_relaxed);
-	atomic_fetch_add_explicit(&r->c.readahead_pages, q->prefetch ? q->n : q->n - 1,
-				  memory_order_relaxed);
 	return 0;
 }

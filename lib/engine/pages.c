@@ -9,21 +9,95 @@
 
 #include "engine/engine.h"
 
-#define SLAB_PAGES 1024 /* descriptors per slab block */
+/*
+ * The slab: 64 KiB blocks aligned to their size, so a descriptor finds its
+ * block by masking its address.  Blocks with free descriptors are on a
+ * list; a block that becomes wholly free is returned to the allocator
+ * unless it is the only one with room, so engine memory follows the number
+ * of resident pages down as well as up.
+ */
+#define SLAB_BLOCK ((size_t)64 << 10)
 
-static int slab_grow(void)
+struct slab_blk {
+	struct slab_blk *prev, *next; /* blocks with free descriptors */
+	struct eng_page *free;
+	uint32_t nfree;
+};
+
+#define SLAB_FIRST ((sizeof(struct slab_blk) + 63) & ~(size_t)63)
+#define SLAB_PER ((SLAB_BLOCK - SLAB_FIRST) / sizeof(struct eng_page))
+
+static struct slab_blk *slab_partial; /* under eng.lock */
+
+static void meta_update(void)
 {
-	struct eng_page *blk = calloc(SLAB_PAGES, sizeof(*blk));
-
-	if (!blk)
-		return -ENOMEM;
-	for (size_t i = 0; i < SLAB_PAGES; i++) {
-		blk[i].hnext = eng.free_pages;
-		eng.free_pages = &blk[i];
-	}
-	eng.slab_bytes += SLAB_PAGES * sizeof(*blk);
 	atomic_store_explicit(&eng.meta_now, eng.slab_bytes + eng.bucket_bytes, memory_order_relaxed);
-	return 0;
+}
+
+static void slab_link(struct slab_blk *b)
+{
+	b->prev = NULL;
+	b->next = slab_partial;
+	if (slab_partial)
+		slab_partial->prev = b;
+	slab_partial = b;
+}
+
+static void slab_unlink(struct slab_blk *b)
+{
+	if (b->prev)
+		b->prev->next = b->next;
+	else
+		slab_partial = b->next;
+	if (b->next)
+		b->next->prev = b->prev;
+}
+
+static struct eng_page *slab_alloc(void)
+{
+	struct slab_blk *b = slab_partial;
+	struct eng_page *p;
+
+	if (!b) {
+		void *mem;
+
+		if (posix_memalign(&mem, SLAB_BLOCK, SLAB_BLOCK) != 0)
+			return NULL;
+		b = mem;
+		b->free = NULL;
+		b->nfree = 0;
+		for (size_t i = 0; i < SLAB_PER; i++) {
+			p = (struct eng_page *)((char *)mem + SLAB_FIRST) + i;
+			p->hnext = b->free;
+			b->free = p;
+			b->nfree++;
+		}
+		slab_link(b);
+		eng.slab_bytes += SLAB_BLOCK;
+		meta_update();
+	}
+	p = b->free;
+	b->free = p->hnext;
+	if (--b->nfree == 0)
+		slab_unlink(b);
+	return p;
+}
+
+static void slab_free(struct eng_page *p)
+{
+	struct slab_blk *b = (struct slab_blk *)((uintptr_t)p & ~(uintptr_t)(SLAB_BLOCK - 1));
+
+	p->region = NULL;
+	p->hnext = b->free;
+	b->free = p;
+	if (++b->nfree == 1)
+		slab_link(b);
+	if (b->nfree == SLAB_PER && (b->prev || b->next)) {
+		slab_unlink(b);
+		free(b);
+		eng.slab_bytes -= SLAB_BLOCK;
+		meta_update();
+	}
 }
 
 static inline uint64_t hash_slot(const struct eng_region *r, uint64_t index)
@@ -31,10 +105,9 @@ static inline uint64_t hash_slot(const struct eng_region *r, uint64_t index)
 	return (index * 0x9E3779B97F4A7C15ull) >> 7 & (r->nbuckets - 1);
 }
 
-/* Double the bucket array once the load passes one page per bucket. */
-static int hash_grow(struct eng_region *r)
+/* Resize the bucket array to n buckets (a power of two). */
+static int hash_resize(struct eng_region *r, uint64_t n)
 {
-	uint64_t n = r->nbuckets ? r->nbuckets * 2 : 16;
 	struct eng_page **nb = calloc(n, sizeof(*nb));
 	uint64_t old = r->nbuckets;
 	struct eng_page **ob = r->buckets;
@@ -55,8 +128,9 @@ static int hash_grow(struct eng_region *r)
 		}
 	}
 	free(ob);
-	eng.bucket_bytes += (n - old) * sizeof(*nb);
-	atomic_store_explicit(&eng.meta_now, eng.slab_bytes + eng.bucket_bytes, memory_order_relaxed);
+	eng.bucket_bytes += n * sizeof(*nb);
+	eng.bucket_bytes -= old * sizeof(*nb);
+	meta_update();
 	return 0;
 }
 
@@ -77,12 +151,13 @@ struct eng_page *pg_insert(struct eng_region *r, uint64_t index)
 	struct eng_page *p;
 	uint64_t s;
 
-	if (r->nresident + 1 > r->nbuckets && hash_grow(r) < 0 && r->nbuckets == 0)
+	/* Grow past one page per bucket; a failed grow only lengthens chains. */
+	if (r->nresident + 1 > r->nbuckets && hash_resize(r, r->nbuckets ? r->nbuckets * 2 : 16) < 0 &&
+	    r->nbuckets == 0)
 		return NULL;
-	if (!eng.free_pages && slab_grow() < 0)
+	p = slab_alloc();
+	if (!p)
 		return NULL;
-	p = eng.free_pages;
-	eng.free_pages = p->hnext;
 	*p = (struct eng_page){ .region = r, .index = index, .state = PG_FILLING, .referenced = 1 };
 	s = hash_slot(r, index);
 	p->hnext = r->buckets[s];
@@ -149,9 +224,11 @@ void pg_remove(struct eng_page *p)
 	r->nresident--;
 	eng.resident_bytes -= r->psize;
 	atomic_store_explicit(&eng.resident_now, eng.resident_bytes, memory_order_relaxed);
-	p->region = NULL;
-	p->hnext = eng.free_pages;
-	eng.free_pages = p;
+	slab_free(p);
+	/* Shrink once a quarter full, so a region that held many pages and
+	 * now holds few does not keep their buckets. */
+	if (!r->walking && r->nbuckets > 16 && r->nresident < r->nbuckets / 4)
+		hash_resize(r, r->nbuckets / 2);
 }
 
 void pg_for_range(struct eng_region *r, uint64_t first, uint64_t end,
@@ -172,6 +249,7 @@ void pg_for_range(struct eng_region *r, uint64_t first, uint64_t end,
 		}
 		return;
 	}
+	r->walking = true; /* no shrinking under our feet */
 	for (uint64_t b = 0; b < r->nbuckets; b++) {
 		struct eng_page *p = r->buckets[b], *next;
 
@@ -181,6 +259,10 @@ void pg_for_range(struct eng_region *r, uint64_t first, uint64_t end,
 				fn(p, arg);
 		}
 	}
+	r->walking = false;
+	while (r->nbuckets > 16 && r->nresident < r->nbuckets / 4)
+		if (hash_resize(r, r->nbuckets / 2) < 0)
+			break;
 }
 
 size_t pg_len(const struct eng_region *r, uint64_t index)
@@ -188,4 +270,13 @@ size_t pg_len(const struct eng_region *r, uint64_t index)
 	uint64_t start = index << r->pshift;
 
 	return r->len - start < r->psize ? r->len - start : r->psize;
+}
+
+void pg_forget_region(struct eng_region *r)
+{
+	eng.bucket_bytes -= r->nbuckets * sizeof(*r->buckets);
+	meta_update();
+	free(r->buckets);
+	r->buckets = NULL;
+	r->nbuckets = 0;
 }

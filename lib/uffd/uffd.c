@@ -136,11 +136,12 @@ int uffd_copy(struct uffd *u, uintptr_t dst, const void *src, size_t len, bool w
 	return ret;
 }
 
-int uffd_writeprotect(struct uffd *u, uintptr_t start, size_t len, bool wp)
+int uffd_writeprotect(struct uffd *u, uintptr_t start, size_t len, bool wp, bool dontwake)
 {
 	struct uffdio_writeprotect w = {
 		.range = { .start = start, .len = len },
-		.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+		.mode = (wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
+			(dontwake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0),
 	};
 
 	return ioctl(u->fd, UFFDIO_WRITEPROTECT, &w) < 0 ? -errno : 0;

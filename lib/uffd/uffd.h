@@ -69,8 +69,8 @@ int uffd_unregister(struct uffd *u, uintptr_t start, size_t len);
 int uffd_copy(struct uffd *u, uintptr_t dst, const void *src, size_t len, bool wp, bool dontwake,
 	      size_t *copied);
 
-/* Write-protect (wp) or unprotect (!wp, which also wakes) a range. */
-int uffd_writeprotect(struct uffd *u, uintptr_t start, size_t len, bool wp);
+/* Write-protect (wp) or unprotect (!wp, which also wakes unless dontwake) a range. */
+int uffd_writeprotect(struct uffd *u, uintptr_t start, size_t len, bool wp, bool dontwake);
 
 /*
  * Mark a range poisoned (UFFD_FEATURE_POISON, Linux 6.6+): touching it
