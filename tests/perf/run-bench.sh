@@ -31,7 +31,7 @@ run() {
 	echo "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown) $(git diff --quiet 2>/dev/null || echo '(dirty tree)')"
 	echo "kernel:  $(uname -srm)"
 	echo "cpu:     $(nproc) x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)" \
-		"($(systemd-detect-virt 2>/dev/null || grep -o hypervisor /proc/cpuinfo | head -1 || echo bare metal))"
+		"($(lscpu | sed -n 's/^Hypervisor vendor:[[:space:]]*//p' | grep . || echo no hypervisor) guest)"
 	echo "memory:  $(free -g | awk '/^Mem:/ {print $2 " GiB"}'), swap $(free -g | awk '/^Swap:/ {print $2 " GiB"}')"
 	echo "storage: $(df -hT "${TMPDIR:-/var/tmp}" | awk 'NR==2 {print $2 " on " $1}')"
 	echo "build:   $(grep -E '^CMAKE_BUILD_TYPE:' "$build/CMakeCache.txt" | cut -d= -f2)"
