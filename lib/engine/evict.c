@@ -23,6 +23,7 @@
 
 #include "engine/engine.h"
 #include "util/log.h"
+#include "util/sanitizer.h"
 
 #define EVICT_BATCH 64
 
@@ -99,7 +100,10 @@ static int wb_write_run(struct eng_region *r, uint64_t first, size_t npages, uin
 	*written = len;
 	if (len == 0)
 		return 0;
+	/* Straight from the protected page (see lib/util/sanitizer.h). */
+	SAN_IGNORE_READS_BEGIN();
 	ret = store_write(r->store, (const void *)pg_addr(r, first), len, off);
+	SAN_IGNORE_READS_END();
 	if (ret == 0 && r->growable) {
 		pthread_mutex_lock(&eng.lock);
 		if (off + len > r->data_end)

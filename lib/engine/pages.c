@@ -10,13 +10,13 @@
 #include "engine/engine.h"
 
 /*
- * The slab: 64 KiB blocks aligned to their size, so a descriptor finds its
+ * The slab: 16 KiB blocks aligned to their size, so a descriptor finds its
  * block by masking its address.  Blocks with free descriptors are on a
  * list; a block that becomes wholly free is returned to the allocator
  * unless it is the only one with room, so engine memory follows the number
  * of resident pages down as well as up.
  */
-#define SLAB_BLOCK ((size_t)64 << 10)
+#define SLAB_BLOCK ((size_t)16 << 10)
 
 struct slab_blk {
 	struct slab_blk *prev, *next; /* blocks with free descriptors */
@@ -151,8 +151,9 @@ struct eng_page *pg_insert(struct eng_region *r, uint64_t index)
 	struct eng_page *p;
 	uint64_t s;
 
-	/* Grow past one page per bucket; a failed grow only lengthens chains. */
-	if (r->nresident + 1 > r->nbuckets && hash_resize(r, r->nbuckets ? r->nbuckets * 2 : 16) < 0 &&
+	/* Grow past two pages per bucket (4-8 bytes of buckets per page, chains
+	 * of one or two); a failed grow only lengthens chains. */
+	if (r->nresident + 1 > 2 * r->nbuckets && hash_resize(r, r->nbuckets ? r->nbuckets * 2 : 16) < 0 &&
 	    r->nbuckets == 0)
 		return NULL;
 	p = slab_alloc();
@@ -225,9 +226,9 @@ void pg_remove(struct eng_page *p)
 	eng.resident_bytes -= r->psize;
 	atomic_store_explicit(&eng.resident_now, eng.resident_bytes, memory_order_relaxed);
 	slab_free(p);
-	/* Shrink once a quarter full, so a region that held many pages and
+	/* Shrink at half a page per bucket, so a region that held many pages and
 	 * now holds few does not keep their buckets. */
-	if (!r->walking && r->nbuckets > 16 && r->nresident < r->nbuckets / 4)
+	if (!r->walking && r->nbuckets > 16 && r->nresident < r->nbuckets / 2)
 		hash_resize(r, r->nbuckets / 2);
 }
 
@@ -260,7 +261,7 @@ void pg_for_range(struct eng_region *r, uint64_t first, uint64_t end,
 		}
 	}
 	r->walking = false;
-	while (r->nbuckets > 16 && r->nresident < r->nbuckets / 4)
+	while (r->nbuckets > 16 && r->nresident < r->nbuckets / 2)
 		if (hash_resize(r, r->nbuckets / 2) < 0)
 			break;
 }
