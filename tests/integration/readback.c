@@ -10,6 +10,7 @@
  */
 #include "umapd_test.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -47,6 +48,15 @@ static const struct rb_case cases[] = {
 };
 
 static uint32_t seed_base = 100;
+static _Atomic size_t pages_done; /* pages written in the current step (for the watchdog) */
+
+static void progress(void)
+{
+	char buf[96];
+	snprintf(buf, sizeof(buf), "  pages written so far in this step: %zu\n", (size_t)pages_done);
+	if (write(2, buf, strlen(buf)) < 0) {
+	}
+}
 
 /* Expected byte of the file at fo: the old pattern before/after the written
  * window, the new one inside it; zeros (and nothing stored) past EOF. */
@@ -99,6 +109,7 @@ static void run_case(const struct rb_case *c, int idx)
 	t_step("[%s] write a new pattern through the mapping", c->name);
 	/* Pages in a scattered order (stride), then every byte of each. */
 	size_t pg = c->page ? c->page : sys, npages = (len + pg - 1) / pg;
+	pages_done = 0;
 	size_t stride = npages > 7 ? 7 : 1;
 	while (npages > 1 && stride > 1 && npages % stride == 0)
 		stride++;
@@ -107,6 +118,7 @@ static void run_case(const struct rb_case *c, int idx)
 		uint8_t *q = p + from;
 		for (size_t j = 0; j < n; j++)
 			q[j] = t_pat(off + from + j, b);
+		pages_done = k + 1;
 	}
 	/* The writes above covered the tail past EOF too (if the mapping has
 	 * one): it reads back here but must never reach the file. */
@@ -192,6 +204,7 @@ static void run_growable(size_t page, size_t fsize, size_t map_len, size_t write
 int main(void)
 {
 	t_init("readback", 120);
+	t_watchdog_hook(progress);
 	t_umapd_start();
 	size_t n = sizeof(cases) / sizeof(cases[0]);
 	for (size_t i = 0; i < n; i++)
