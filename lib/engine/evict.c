@@ -45,6 +45,9 @@ static size_t clock_select(struct eng_page **v, size_t max)
 			if (p->referenced) {
 				p->referenced = 0;
 			} else {
+				/* A reference per victim keeps the region alive until its
+				 * eviction is finished, after the page itself is gone. */
+				atomic_fetch_add_explicit(&p->region->refs, 1, memory_order_acquire);
 				p->was_dirty = p->state == PG_DIRTY;
 				pg_set_state(p, PG_EVICTING);
 				v[n++] = p;
@@ -294,11 +297,14 @@ static void evict_batch(struct eng_page **v, size_t n)
 {
 	qsort(v, n, sizeof(*v), cmp_page);
 	for (size_t i = 0; i < n;) {
+		struct eng_region *r = v[i]->region;
 		size_t k = 1;
 
-		while (i + k < n && v[i + k]->region == v[i]->region)
+		while (i + k < n && v[i + k]->region == r)
 			k++;
-		wb_pages(v[i]->region, v + i, k);
+		wb_pages(r, v + i, k);
+		for (size_t j = 0; j < k; j++)
+			rg_put(r);
 		i += k;
 	}
 }
