@@ -80,12 +80,16 @@ struct umapd_stats {
  *
  *   UMAPD_BUFSIZE     budget: bytes with optional K/M/G/T suffix, or N% of RAM  (default 50%)
  *   UMAPD_PAGESIZE    default region page size, bytes with optional suffix     (default 4K)
- *   UMAPD_HIGH_WATER  eviction starts above this percentage of the budget     (default 90)
- *   UMAPD_LOW_WATER   eviction stops below this percentage of the budget      (default 70)
- *   UMAPD_FILLERS     fault-service threads, 1..256                           (default 2)
+ *   UMAPD_HIGH_WATER  eviction starts above this percentage of the budget     (default 95)
+ *   UMAPD_LOW_WATER   eviction stops below this percentage of the budget      (default 85)
+ *   UMAPD_FILLERS     fault-service threads, 1..256                           (default 4)
  *   UMAPD_EVICTORS    eviction threads, 1..64                                 (default 1)
  *   UMAPD_READ_AHEAD  default max read-ahead window in pages, 0..4096         (default 32)
  *   UMAPD_LOG_LEVEL   error|warn|info|debug, or 0..3                          (default warn)
+ *   UMAPD_USER_MODE_ONLY  1: ask the kernel for user-mode-only faults, which an
+ *                     unprivileged process may have even when
+ *                     vm.unprivileged_userfaultfd is 0; read(2)/write(2) into
+ *                     region pages not yet resident then fail with EFAULT (default 0)
  *
  * An invalid value makes umapd_init() (and so umapd_map()) fail with EINVAL
  * after one log line naming the variable and the accepted form.

@@ -428,3 +428,28 @@ API size_t umapd_region_page_size(void *addr)
 	rg_put(r);
 	return ps;
 }
+
+/*
+ * At exit(), write back what is dirty, as the kernel does for a MAP_SHARED
+ * mapping: a program that never calls umapd_unmap() still finds its data
+ * in the file.  _exit() and crashes skip this (docs/failure-semantics.md).
+ * A forked child shares our userfaultfd but not our regions: it must not
+ * act on them, so only the process that started the engine flushes.
+ */
+__attribute__((destructor)) static void umapd_flush_at_exit(void)
+{
+	struct eng_region **v;
+	size_t n;
+
+	if (!eng.started || getpid() != eng.pid || rg_get_range(0, UINTPTR_MAX, &v, &n) < 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		int ret = wb_range(v[i], 0, v[i]->npages, false);
+
+		if (ret < 0)
+			ulog_error("region %p: write-back at exit failed: %s; its dirty data is lost",
+				   (void *)v[i]->base, ulog_errname(-ret));
+		rg_put(v[i]);
+	}
+	free(v);
+}

@@ -34,9 +34,9 @@ void cfg_defaults(struct eng_config *c)
 
 	c->bufsize = pages > 0 ? (uint64_t)pages * (uint64_t)psz / 2 : (uint64_t)1 << 30;
 	c->page_size = (uint64_t)psz;
-	c->high_water = 90;
-	c->low_water = 70;
-	c->fillers = 2;
+	c->high_water = 95;
+	c->low_water = 85;
+	c->fillers = 4;
 	c->evictors = 1;
 	c->read_ahead = 32;
 	c->log_level = ULOG_WARN;

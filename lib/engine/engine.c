@@ -112,6 +112,7 @@ static int eng_start_locked(void)
 		return ret;
 
 	eng.sys_psize = (size_t)sysconf(_SC_PAGESIZE);
+	eng.pid = getpid();
 	{
 		const char *umo = getenv("UMAPD_USER_MODE_ONLY");
 

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "engine/config.h"
 #include "engine/latency.h"
@@ -120,6 +121,7 @@ struct engine {
 
 	struct uffd uffd;
 	size_t sys_psize;
+	pid_t pid;                     /* the process that started the engine */
 
 	/* Hot settings mirrored from cfg for lock-free reads. */
 	_Atomic uint64_t budget;

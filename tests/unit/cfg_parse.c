@@ -144,7 +144,7 @@ int main(void)
 	char buf[64], pss[32];
 	snprintf(pss, sizeof(pss), "%llu", (unsigned long long)ps);
 	/* defaults as documented in umapd.h */
-	T_CHECK(c.page_size == ps && c.high_water == 90 && c.low_water == 70 && c.fillers == 2 &&
+	T_CHECK(c.page_size == ps && c.high_water == 95 && c.low_water == 85 && c.fillers == 4 &&
 			c.evictors == 1 && c.read_ahead == 32 && c.log_level == ULOG_WARN && c.bufsize > 0,
 		"defaults differ from umapd.h: page %llu high %u low %u fillers %u evictors %u ra %ld level %d",
 		(unsigned long long)c.page_size, c.high_water, c.low_water, c.fillers, c.evictors,
@@ -196,7 +196,7 @@ int main(void)
 	nchecks += 6;
 
 	t_step("cfg_from_env");
-	env_case((const char *const[]){ NULL }, 0, "UMAPD_HIGH_WATER", 90);
+	env_case((const char *const[]){ NULL }, 0, "UMAPD_HIGH_WATER", 95);
 	env_case((const char *const[]){ "UMAPD_BUFSIZE=12Q", NULL }, -EINVAL, NULL, 0);
 	env_case((const char *const[]){ "UMAPD_BUFSIZE=8M", NULL }, 0, "UMAPD_BUFSIZE", 8 << 20);
 	/* a valid pair is accepted whatever the order relative to the defaults */
@@ -207,7 +207,7 @@ int main(void)
 	env_case((const char *const[]){ "UMAPD_LOW_WATER=95", "UMAPD_HIGH_WATER=99", NULL }, 0,
 		 "UMAPD_LOW_WATER", 95);
 	env_case((const char *const[]){ "UMAPD_HIGH_WATER=50", NULL }, -EINVAL, NULL, 0);
-	env_case((const char *const[]){ "UMAPD_LOW_WATER=90", NULL }, -EINVAL, NULL, 0);
+	env_case((const char *const[]){ "UMAPD_LOW_WATER=96", NULL }, -EINVAL, NULL, 0);
 	env_case((const char *const[]){ "UMAPD_HIGH_WATER=60", "UMAPD_LOW_WATER=60", NULL }, -EINVAL, NULL, 0);
 	env_case((const char *const[]){ "UMAPD_FILLERS=300", NULL }, -EINVAL, NULL, 0);
 	env_case((const char *const[]){ "UMAPD_PAGESIZE=64K", NULL }, 0, "UMAPD_PAGESIZE", 65536);

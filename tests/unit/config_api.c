@@ -141,7 +141,7 @@ static void check_env(void)
 		{ { "UMAPD_PAGESIZE=12K" }, "UMAPD_PAGESIZE" },
 		{ { "UMAPD_PAGESIZE=2K" }, "UMAPD_PAGESIZE" },
 		{ { "UMAPD_HIGH_WATER=101" }, "UMAPD_HIGH_WATER" },
-		{ { "UMAPD_HIGH_WATER=50" }, "UMAPD_HIGH_WATER" }, /* <= default low water 70 */
+		{ { "UMAPD_HIGH_WATER=50" }, "UMAPD_HIGH_WATER" }, /* <= default low water 85 */
 		{ { "UMAPD_HIGH_WATER=60", "UMAPD_LOW_WATER=60" }, "UMAPD_HIGH_WATER" },
 		{ { "UMAPD_LOW_WATER=abc" }, "UMAPD_LOW_WATER" },
 		{ { "UMAPD_FILLERS=0" }, "UMAPD_FILLERS" },
