@@ -34,7 +34,9 @@ run() {
 		"($(lscpu | sed -n 's/^Hypervisor vendor:[[:space:]]*//p' | grep . || echo no hypervisor) guest)"
 	echo "memory:  $(free -g | awk '/^Mem:/ {print $2 " GiB"}'), swap $(free -g | awk '/^Swap:/ {print $2 " GiB"}')"
 	echo "storage: $(df -hT "${TMPDIR:-/var/tmp}" | awk 'NR==2 {print $2 " on " $1}')"
-	echo "build:   $(grep -E '^CMAKE_BUILD_TYPE:' "$build/CMakeCache.txt" | cut -d= -f2)"
+	echo "build:   $(grep -E '^CMAKE_BUILD_TYPE:' "$build/CMakeCache.txt" | cut -d= -f2)," \
+		"libumapd built $(date -u -r "$(readlink -f "$build/lib/libumapd.so")" '+%Y-%m-%d %H:%M:%S UTC')" \
+		"(HEAD then: $(git log -1 --format=%h --before="$(date -r "$(readlink -f "$build/lib/libumapd.so")" +%s)" 2>/dev/null || echo '?'))"
 	echo
 	run "$bin/uffd_roundtrip" --placement same,split --reps 3
 	for t in ${UMAPD_BENCH_THREADS:-1 2 4}; do
