@@ -307,6 +307,12 @@ int t_tmpfile(char *path)
 	int fd = mkstemp(tmpl);
 	if (fd < 0)
 		t_fail("mkstemp(%s): %s", tmpl, strerror(errno));
+	if (path == NULL) {
+		/* Nobody needs the name: unlink at once, so that nothing is left
+		 * behind even when the test is killed (ctest TIMEOUT, SIGKILL). */
+		unlink(tmpl);
+		return fd;
+	}
 	pthread_mutex_lock(&t_lock);
 	if (t_ntmp < T_MAX_TMPFILES) {
 		memcpy(t_tmp[t_ntmp], tmpl, sizeof(tmpl));

@@ -61,8 +61,9 @@ uint64_t t_now_ns(void);
 size_t t_sys_page(void);
 
 /* --- files --- */
-/* Create a temporary file (mkstemp in $TMPDIR or /tmp), open O_RDWR, removed
- * at exit and on failure.  path may be NULL; else it gets the name (>= 256 B). */
+/* Create a temporary file (mkstemp in $TMPDIR or /tmp), open O_RDWR.  With
+ * path NULL it is unlinked at once; else path gets the name (>= 256 B) and
+ * the file is removed at exit, on failure and when the watchdog fires. */
 int t_tmpfile(char *path);
 /* Open the file registered under path again with the given flags. */
 int t_reopen(const char *path, int flags);
