@@ -200,6 +200,136 @@ int umapd_region_stats(void *addr, struct umapd_stats *out);
 /* The page size of the region containing addr, or 0 with errno EINVAL. */
 size_t umapd_region_page_size(void *addr);
 
+/*
+ * Kernel probe.
+ *
+ * umapd evicts a dirty page by write-protecting it (UFFDIO_WRITEPROTECT),
+ * writing it to the store straight out of the region, and dropping it.  The
+ * write reads a present, write-protected page, which must not fault; but
+ * some kernels (5.8, until the gup rework) turned the read-only gup of an
+ * O_DIRECT write into a write gup, which raised a write-protect fault that
+ * only the blocked thread itself could have served: eviction hung.  Where
+ * that is possible umapd copies the page to a bounce buffer first.
+ *
+ * umapd_kernel_probe() finds out which write-out paths complete on the
+ * running kernel: for each path, a forked child registers one private
+ * anonymous page with a fresh userfaultfd (MISSING | WP), installs it
+ * write-protected (UFFDIO_COPY_MODE_WP), with no thread serving faults,
+ * writes it to a temporary file and reads the file back.  The caller waits
+ * at most a timeout (5 s) for each child and kills those that have not
+ * finished: a hang is reported as UMAPD_PROBE_HANGS.  The children run at
+ * the same time, so the probe takes about the time of the slowest check.
+ * It also reports the userfaultfd features and settings of the kernel.
+ *
+ * The probe runs in the calling thread; it forks, and it opens userfaultfds
+ * of its own (never the engine's).  The temporary file is in $TMPDIR, else
+ * /var/tmp, and is removed at once.  The result is computed once per
+ * process and cached; later calls copy the cached result.
+ */
+
+/* Write-out paths probed: indexes into umapd_kernel_info.io[]. */
+enum umapd_io_path {
+	UMAPD_IO_PWRITE = 0,        /* pwrite(2), buffered: what the file store does */
+	UMAPD_IO_PWRITE_DIRECT = 1, /* pwrite(2) on an O_DIRECT descriptor */
+	UMAPD_IO_URING = 2,         /* io_uring write (liburing), buffered */
+	UMAPD_IO_URING_DIRECT = 3,  /* io_uring write, O_DIRECT */
+	UMAPD_IO_AIO_DIRECT = 4,    /* libaio io_submit write, O_DIRECT */
+	UMAPD_IO_PATHS = 5          /* paths probed by this version (io[] has room for 8) */
+};
+
+/* Outcome of one write-out path. */
+enum umapd_probe_result {
+	UMAPD_PROBE_SAFE = 1,        /* the write completed and the file holds the page's bytes */
+	UMAPD_PROBE_HANGS = 2,       /* it did not complete within the timeout: eviction
+				      * writing straight from the page would deadlock */
+	UMAPD_PROBE_ERROR = 3,       /* it failed; error says how (see below) */
+	UMAPD_PROBE_UNAVAILABLE = 4  /* the path cannot be used here; error says why */
+};
+
+/* How umapd writes a dirty page back (setting UMAPD_EVICT_COPY). */
+#define UMAPD_EVICT_DIRECT 1 /* straight from the write-protected page */
+#define UMAPD_EVICT_BOUNCE 2 /* from a copy in a bounce buffer */
+
+struct umapd_io_probe {
+	int result;          /* enum umapd_probe_result; 0 only in io[] slots past UMAPD_IO_PATHS */
+	int error;           /* 0 for SAFE and HANGS; otherwise an errno:
+			      *   UNAVAILABLE: EINVAL (O_DIRECT not supported on the file system of
+			      *     tmp_dir), ENOSYS/EPERM (io_uring or aio not in this kernel, or
+			      *     refused: kernel.io_uring_disabled, seccomp), EAGAIN (aio-max-nr
+			      *     reached), EOPNOTSUPP (no write-protect faults: feat_wp is 0), or
+			      *     uffd_error when no userfaultfd can be created at all
+			      *   ERROR: the errno of the failing write, or EFAULT (the kernel
+			      *     faulted on the page and the userfaultfd was user-mode-only: the
+			      *     same kernel behaviour HANGS reports), EBADMSG (the file does not
+			      *     hold the page's bytes), EIO (short write), ECHILD (the check's
+			      *     child died, e.g. by a signal), or the errno of a setup step */
+	int wp_seen;         /* 1: /proc/self/pagemap showed the page write-protected before the
+			      * write (so the check tested what it means to); 0: not shown;
+			      * -1: pagemap unreadable or the check did not get that far */
+	int reserved0;
+	uint64_t elapsed_ns; /* how long the write took (up to the timeout for HANGS) */
+};
+
+/*
+ * The kernel as umapd sees it.  Flags are 1 (yes) or 0 (no); where a flag is
+ * 0 its *_error field holds the errno that said no.
+ */
+struct umapd_kernel_info {
+	char release[68];            /* uname -r (at most 64 characters) */
+	/* userfaultfd */
+	int uffd_error;              /* 0, or why no userfaultfd could be created at all
+				      * (EPERM: not permitted, see below; ENOSYS: not in this kernel) */
+	uint64_t uffd_features;      /* UFFDIO_API feature bits the kernel offers (UFFD_FEATURE_* of
+				      * <linux/userfaultfd.h>); 0 when uffd_error != 0 */
+	int feat_wp;                 /* PAGEFAULT_FLAG_WP: write-protect faults on private anonymous
+				      * memory; umapd needs it to track dirty pages */
+	int feat_wp_unpopulated;     /* WP_UNPOPULATED: protecting a range marks absent pages too */
+	int feat_event_fork;         /* EVENT_FORK */
+	int feat_event_remap;        /* EVENT_REMAP (mremap) */
+	int feat_event_remove;       /* EVENT_REMOVE (MADV_DONTNEED / MADV_REMOVE) */
+	int feat_event_unmap;        /* EVENT_UNMAP (munmap) */
+	int feat_poison;             /* POISON: UFFDIO_POISON */
+	int feat_move;               /* MOVE: UFFDIO_MOVE */
+	int feat_wp_hugetlbfs_shmem; /* WP_HUGETLBFS_SHMEM: write-protect on shmem and hugetlbfs */
+	int feat_minor_shmem;        /* MINOR_SHMEM: minor faults on shmem */
+	int feat_exact_address;      /* EXACT_ADDRESS: fault addresses not rounded to the page */
+	int dev_userfaultfd;         /* /dev/userfaultfd opened and USERFAULTFD_IOC_NEW worked */
+	int dev_userfaultfd_error;   /* ENOENT (no such device), EACCES (no access), ... */
+	int syscall_userfaultfd;     /* userfaultfd(2) with kernel-mode faults worked */
+	int syscall_userfaultfd_error; /* EPERM (vm.unprivileged_userfaultfd is 0 and no
+				      * CAP_SYS_PTRACE), ENOSYS, ... */
+	int user_mode_only;          /* userfaultfd(2) with UFFD_USER_MODE_ONLY worked */
+	int user_mode_only_error;    /* EINVAL (kernel without the flag), EPERM, ENOSYS */
+	int unprivileged_userfaultfd; /* sysctl vm.unprivileged_userfaultfd; -1 unreadable */
+	int io_uring_disabled;       /* sysctl kernel.io_uring_disabled (0, 1, 2); -1 absent */
+	/* the write-out checks */
+	int io_user_mode_only;       /* 1: the checks had to use a user-mode-only userfaultfd
+				      * (nothing else permitted); a fault in the kernel is then
+				      * reported as ERROR/EFAULT instead of HANGS */
+	int direct_io_error;         /* 0: O_DIRECT works in tmp_dir; else the errno of the open */
+	int timeout_ms;              /* how long each check was given */
+	char tmp_dir[256];           /* directory of the temporary file */
+	char fs_type[16];            /* its file system ("ext4", "xfs", "tmpfs", ... or "0x<magic>") */
+	struct umapd_io_probe io[8]; /* by enum umapd_io_path */
+	int evict_auto;              /* what UMAPD_EVICT_COPY=auto (the default) chooses here:
+				      * UMAPD_EVICT_DIRECT when io[UMAPD_IO_PWRITE] is SAFE,
+				      * else UMAPD_EVICT_BOUNCE */
+	int reserved1;
+	uint64_t reserved[16];       /* zero */
+};
+
+/*
+ * Probe the running kernel (see above) and fill *out.  The first call takes
+ * a few milliseconds when every path completes, up to about the timeout when
+ * one hangs; concurrent first calls wait for the one probe; later calls
+ * return the cached result at once.  A kernel without userfaultfd, or one
+ * that refuses it, is not an error: the fields say so.
+ * Errors: EFAULT (out is NULL); EAGAIN or ENOMEM (no process or pipe could
+ * be created for the checks; nothing is cached and the next call tries
+ * again).
+ */
+int umapd_kernel_probe(struct umapd_kernel_info *out);
+
 #ifdef __cplusplus
 }
 #endif
