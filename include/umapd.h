@@ -222,9 +222,10 @@ size_t umapd_region_page_size(void *addr);
  * It also reports the userfaultfd features and settings of the kernel.
  *
  * The probe runs in the calling thread; it forks, and it opens userfaultfds
- * of its own (never the engine's).  The temporary file is in $TMPDIR, else
- * /var/tmp, and is removed at once.  The result is computed once per
- * process and cached; later calls copy the cached result.
+ * of its own (never the engine's).  The temporary file is made in the
+ * first of $TMPDIR, /var/tmp, /tmp that takes one, and is removed at once.
+ * The result is computed once per process and cached; later calls copy the
+ * cached result.
  */
 
 /* Write-out paths probed: indexes into umapd_kernel_info.io[]. */

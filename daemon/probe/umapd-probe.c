@@ -303,7 +303,7 @@ static void usage(FILE *f)
 		"  --json    machine-readable output\n"
 		"  --help    this text\n"
 		"\n"
-		"Environment: TMPDIR (where the check file goes; default /var/tmp),\n"
+		"Environment: TMPDIR (where the check file goes; else /var/tmp, /tmp),\n"
 		"UMAPD_EVICT_COPY=auto|direct|bounce (the eviction setting to explain).\n"
 		"Exit status: 0 (whatever the kernel does), 1 if the probe could not run,\n"
 		"2 on a bad command line.\n");

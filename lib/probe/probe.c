@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <libaio.h>
 #include <liburing.h>
 #include <poll.h>
@@ -233,20 +234,29 @@ static void fs_name(long magic, char *out, size_t len)
 	snprintf(out, len, "0x%lx", (unsigned long)magic & 0xffffffffu);
 }
 
-/*
- * A temporary file in dir, already unlinked: O_TMPFILE, else mkostemp.
- * extra: O_DIRECT or 0.  Returns the descriptor or -errno (the second
- * attempt's, which is the one that says why).  Safe in the child.
- */
-static int open_tmp(const char *dir, int extra)
+/* The mkostemp() template for a temporary file in dir. */
+static int tmp_template(const char *dir, char *out, size_t len)
 {
-	char name[300];
+	return (size_t)snprintf(out, len, "%s/umapd-probe.XXXXXX", dir) < len ? 0 : -ENAMETOOLONG;
+}
+
+/*
+ * A temporary file in dir, already unlinked: O_TMPFILE, else mkostemp on a
+ * copy of tmpl (from tmp_template(); "" if that failed).  extra: O_DIRECT or 0.  Returns the
+ * descriptor or -errno (the second attempt's, which is the one that says
+ * why).  Safe in the child: system calls only.
+ */
+static int open_tmp(const char *dir, const char *tmpl, int extra)
+{
+	char name[PATH_MAX];
+	size_t len = strlen(tmpl);
 	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC | extra, 0600);
 
 	if (fd >= 0)
 		return fd;
-	if ((size_t)snprintf(name, sizeof(name), "%s/umapd-probe.XXXXXX", dir) >= sizeof(name))
+	if (len == 0 || len >= sizeof(name))
 		return -ENAMETOOLONG;
+	memcpy(name, tmpl, len + 1);
 	fd = mkostemp(name, O_CLOEXEC | extra);
 	if (fd < 0)
 		return -errno;
@@ -270,6 +280,7 @@ struct child_args {
 	bool user_mode_only; /* open the userfaultfd with UFFD_USER_MODE_ONLY */
 	bool use_dev;        /* through /dev/userfaultfd */
 	const char *dir;
+	const char *tmpl;    /* tmp_template(dir), made before the fork */
 	size_t psize;
 };
 
@@ -307,14 +318,16 @@ static __attribute__((noreturn)) void child_main(int wfd, const struct child_arg
 	int fd, ufd, ret;
 	bool direct = path_direct(a->path);
 
-	prctl(PR_SET_NAME, "umapd-probe");
+	/* The raw system call: a sanitizer's prctl() takes a lock that another
+	 * thread of the parent may have held at the fork. */
+	syscall(SYS_prctl, PR_SET_NAME, "umapd-probe", 0, 0, 0);
 	/* Hold nothing of the parent's: its userfaultfd, files, sockets. */
 	if (wfd > 3)
 		close_range(3, (unsigned)wfd - 1, 0);
 	close_range((unsigned)wfd + 1, ~0u, 0);
 
 	/* The path's machinery first: an unavailable path is not an error. */
-	fd = open_tmp(a->dir, direct ? O_DIRECT : 0);
+	fd = open_tmp(a->dir, a->tmpl, direct ? O_DIRECT : 0);
 	if (fd < 0)
 		child_reply(wfd, &m, direct ? UMAPD_PROBE_UNAVAILABLE : UMAPD_PROBE_ERROR, -fd);
 	if (a->path == UMAPD_IO_URING || a->path == UMAPD_IO_URING_DIRECT) {
@@ -581,19 +594,35 @@ int probe_run(struct umapd_kernel_info *ki, const struct probe_opts *o)
 	ki->io_uring_disabled = read_sysctl("/proc/sys/kernel/io_uring_disabled");
 	probe_features(ki);
 
-	const char *dir = o->tmp_dir;
+	/* The file goes to the first directory that takes one: the one asked
+	 * for, else $TMPDIR, /var/tmp, /tmp.  (A broken TMPDIR must not pass
+	 * for a kernel that cannot write out protected pages.) */
+	const char *cand[4] = { o->tmp_dir, getenv("TMPDIR"), "/var/tmp", "/tmp" };
+	const char *dir = NULL;
+	char tmpl[PATH_MAX];
+	int dfd = -ENOENT;
 
-	if (!dir || !*dir)
-		dir = getenv("TMPDIR");
-	if (!dir || !*dir)
-		dir = "/var/tmp";
+	for (int i = 0; i < 4 && dfd < 0; i++) {
+		if (!cand[i] || !*cand[i])
+			continue;
+		if (!dir)
+			dir = cand[i]; /* reported if none works */
+		if (tmp_template(cand[i], tmpl, sizeof(tmpl)) < 0)
+			continue;
+		dfd = open_tmp(cand[i], tmpl, 0);
+		if (dfd >= 0) {
+			close(dfd);
+			dir = cand[i];
+		}
+	}
+	if (dfd < 0 && tmp_template(dir, tmpl, sizeof(tmpl)) < 0)
+		tmpl[0] = '\0'; /* open_tmp() then says ENAMETOOLONG if O_TMPFILE fails */
 	snprintf(ki->tmp_dir, sizeof(ki->tmp_dir), "%s", dir);
 	if (statfs(dir, &sf) == 0)
 		fs_name((long)sf.f_type, ki->fs_type, sizeof(ki->fs_type));
 	else
 		snprintf(ki->fs_type, sizeof(ki->fs_type), "?");
-	int dfd = open_tmp(dir, O_DIRECT);
-
+	dfd = open_tmp(dir, tmpl, O_DIRECT);
 	ki->direct_io_error = dfd < 0 ? -dfd : 0;
 	if (dfd >= 0)
 		close(dfd);
@@ -604,6 +633,7 @@ int probe_run(struct umapd_kernel_info *ki, const struct probe_opts *o)
 		.use_dev = ki->dev_userfaultfd,
 		.user_mode_only = !ki->dev_userfaultfd && !ki->syscall_userfaultfd,
 		.dir = dir,
+		.tmpl = tmpl,
 		.psize = (size_t)sysconf(_SC_PAGESIZE),
 	};
 

@@ -53,7 +53,7 @@ struct probe_opts {
 	unsigned hang_mask;    /* self-test: bit (1 << path) makes that check store to
 				* the protected page with the CPU before its write,
 				* which blocks for good: exercises the HANGS path */
-	const char *tmp_dir;   /* NULL: $TMPDIR, else /var/tmp */
+	const char *tmp_dir;   /* tried first; then $TMPDIR, /var/tmp, /tmp */
 };
 
 /*
