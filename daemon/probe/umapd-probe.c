@@ -172,12 +172,23 @@ static void print_table(const struct umapd_kernel_info *ki, const struct evict *
 				 io->error == EBADMSG ? "the file does not hold the page's bytes"
 				 : io->error == ECHILD ? "the check's process died" : strerror(io->error));
 			break;
-		case UMAPD_PROBE_UNAVAILABLE:
-			snprintf(what, sizeof(what), "unavailable (%s: %s)", errname(io->error),
-				 p != UMAPD_IO_PWRITE && p != UMAPD_IO_URING && io->error == EINVAL
-					 ? "no O_DIRECT on this file system"
-					 : strerror(io->error));
+		case UMAPD_PROBE_UNAVAILABLE: {
+			int uring = p == UMAPD_IO_URING || p == UMAPD_IO_URING_DIRECT;
+			const char *why = strerror(io->error);
+
+			if (ki->uffd_error)
+				why = "no userfaultfd";
+			else if (io->error == EOPNOTSUPP)
+				why = "no write-protect faults";
+			else if (p != UMAPD_IO_PWRITE && p != UMAPD_IO_URING && io->error == EINVAL)
+				why = "no O_DIRECT on this file system";
+			else if (uring && io->error == EPERM && ki->io_uring_disabled > 0)
+				why = "kernel.io_uring_disabled";
+			else if (uring && io->error == EPERM)
+				why = "refused: seccomp or a security module";
+			snprintf(what, sizeof(what), "unavailable (%s: %s)", errname(io->error), why);
 			break;
+		}
 		default:
 			snprintf(what, sizeof(what), "not probed");
 		}

@@ -282,6 +282,7 @@ struct child_args {
 	const char *dir;
 	const char *tmpl;    /* tmp_template(dir), made before the fork */
 	size_t psize;
+	pid_t parent;
 };
 
 static __attribute__((noreturn)) void child_reply(int wfd, struct probe_msg *m, int result, int error)
@@ -321,6 +322,10 @@ static __attribute__((noreturn)) void child_main(int wfd, const struct child_arg
 	/* The raw system call: a sanitizer's prctl() takes a lock that another
 	 * thread of the parent may have held at the fork. */
 	syscall(SYS_prctl, PR_SET_NAME, "umapd-probe", 0, 0, 0);
+	/* A hung check dies with the parent (thread) that waits for it. */
+	syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (getppid() != a->parent)
+		_exit(0);
 	/* Hold nothing of the parent's: its userfaultfd, files, sockets. */
 	if (wfd > 3)
 		close_range(3, (unsigned)wfd - 1, 0);
@@ -635,6 +640,7 @@ int probe_run(struct umapd_kernel_info *ki, const struct probe_opts *o)
 		.dir = dir,
 		.tmpl = tmpl,
 		.psize = (size_t)sysconf(_SC_PAGESIZE),
+		.parent = getpid(),
 	};
 
 	ki->io_user_mode_only = ki->uffd_error == 0 && a.user_mode_only;

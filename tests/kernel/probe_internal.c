@@ -103,6 +103,21 @@ int main(int argc, char **argv)
 	errno = 0;
 	T_CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD, "the hung child was not reaped");
 
+	t_step("simulated hang in every check at once");
+	o.timeout_ms = 200;
+	o.hang_mask = (1u << UMAPD_IO_PATHS) - 1;
+	t0 = t_now_ns();
+	T_OK(probe_run(&ki, &o));
+	uint64_t took_all = t_now_ns() - t0;
+	for (int p = 0; p < UMAPD_IO_PATHS; p++)
+		T_CHECK(ki.io[p].result == UMAPD_PROBE_HANGS || ki.io[p].result == UMAPD_PROBE_UNAVAILABLE,
+			"%s: %s %s, every check hanging", probe_path_name(p), probe_result_name(ki.io[p].result),
+			t_errname(ki.io[p].error));
+	T_CHECK(took_all < 3000000000ull * t_time_scale(), "five hung checks took %.1f ms with a 200 ms timeout: "
+		"they are waited for one after the other?", took_all / 1e6);
+	errno = 0;
+	T_CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD, "hung children were not reaped");
+
 	t_step("UMAPD_EVICT_COPY");
 	/* On this kernel auto must choose direct (pwrite is SAFE without the
 	 * simulated hang); forced values win; invalid fails with one line. */
@@ -112,6 +127,7 @@ int main(int argc, char **argv)
 	expect_mode("bounce", PROBE_EVICT_BOUNCE);
 	expect_mode("sometimes", -EINVAL);
 
-	t_pass("simulated hang: HANGS after %.0f ms (timeout 300), child reaped, auto -> bounce; "
-	       "UMAPD_EVICT_COPY auto/direct/bounce/invalid decided as documented", took / 1e6);
+	t_pass("simulated hang: HANGS after %.0f ms (timeout 300), child reaped, auto -> bounce; all five hung: "
+	       "%.0f ms (timeout 200); UMAPD_EVICT_COPY auto/direct/bounce/invalid decided as documented",
+	       took / 1e6, took_all / 1e6);
 }
