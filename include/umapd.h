@@ -321,9 +321,10 @@ struct umapd_kernel_info {
 
 /*
  * Probe the running kernel (see above) and fill *out.  The first call takes
- * a few milliseconds when every path completes, up to about the timeout when
- * one hangs; concurrent first calls wait for the one probe; later calls
- * return the cached result at once.  A kernel without userfaultfd, or one
+ * some tens of milliseconds when every path completes (mostly process exit:
+ * an aio context is torn down after an RCU grace period), up to the timeout
+ * plus 2 s for killed checks to go when one hangs; concurrent first calls
+ * wait for the one probe; later calls return the cached result at once.  A kernel without userfaultfd, or one
  * that refuses it, is not an error: the fields say so.
  * Errors: EFAULT (out is NULL); EAGAIN or ENOMEM (no process or pipe could
  * be created for the checks; nothing is cached and the next call tries

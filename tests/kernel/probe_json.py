@@ -7,6 +7,7 @@ output, checks every key and value type, that --help and the table output
 exit 0, and that a bad argument exits 2.  Prints one line when it passes.
 """
 import json
+import os
 import subprocess
 import sys
 
@@ -84,7 +85,6 @@ def main():
             fail(f"pwrite is {paths['pwrite']['result']}, eviction {mode}, on kernel {d['kernel']}")
 
     # An invalid setting is reported, not fatal to the program.
-    import os
     env = dict(os.environ, UMAPD_EVICT_COPY="sideways")
     r2 = run([exe, "--json"], env)
     if r2.returncode != 0:
