@@ -3,6 +3,7 @@
  * negative errno values become -1/NULL plus errno.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,9 @@
 #include "util/log.h"
 
 #define API __attribute__((visibility("default")))
+
+static struct eng_region *zombies_collect(uintptr_t take);
+static void zombies_free(struct eng_region *z);
 
 static int fail(int neg)
 {
@@ -138,6 +142,9 @@ static void *region_mmap(void *addr, size_t len, size_t psize, int prot, int fla
 API void *umapd_map(void *addr, size_t length, int prot, int flags, int fd, off_t offset,
 		    const struct umapd_region_opts *opts)
 {
+	if (eng.started)
+		zombies_free(zombies_collect(0));
+
 	struct eng_region *r = calloc(1, sizeof(*r));
 	size_t sys = (size_t)sysconf(_SC_PAGESIZE);
 	bool wp;
@@ -172,10 +179,27 @@ API void *umapd_map(void *addr, size_t length, int prot, int flags, int fd, off_
 	}
 	r->data_end = (uint64_t)size;
 
+	if ((flags & UMAPD_FIXED) && rg_overlaps((uintptr_t)addr, (uintptr_t)addr + r->len)) {
+		ret = -EEXIST; /* inside the span of a region that still owns it */
+		goto fail;
+	}
 	base = region_mmap(addr, r->len, r->psize, prot | PROT_READ, flags);
 	if (base == MAP_FAILED) {
 		ret = -errno;
 		goto fail;
+	}
+	/* The kernel may reuse a hole the application punched in another
+	 * region, which that region's span still covers: go elsewhere. */
+	for (int tries = 0; !(flags & UMAPD_FIXED) && tries < 8 &&
+			    rg_overlaps((uintptr_t)base, (uintptr_t)base + r->len); tries++) {
+		void *other = region_mmap(NULL, r->len, r->psize, prot | PROT_READ, flags);
+
+		munmap(base, r->len);
+		base = other;
+		if (base == MAP_FAILED) {
+			ret = -errno;
+			goto fail;
+		}
 	}
 	r->base = (uintptr_t)base;
 	/* Not inherited by fork: a child would see zeros where pages are not
@@ -236,10 +260,86 @@ static void region_retire(struct eng_region *r)
 	pthread_mutex_unlock(&eng.retired_lock);
 }
 
+/* Free a region nobody uses any more and whose pages are all gone. */
+static void region_free(struct eng_region *r)
+{
+	region_retire(r);
+	store_close(r->store);
+	pthread_mutex_lock(&eng.lock);
+	pg_forget_region(r);
+	pthread_mutex_unlock(&eng.lock);
+	free(r->holes);
+	free(r);
+}
+
+/*
+ * Regions the application unmapped wholly wait on eng.zombies until no
+ * thread uses them (their last fill or eviction has finished); API calls
+ * free them.  take: only the one at base, waiting for it if needed.
+ */
+static struct eng_region *zombies_collect(uintptr_t take)
+{
+	struct eng_region *done = NULL, **pp;
+
+	pthread_mutex_lock(&eng.lock);
+	for (pp = &eng.zombies; *pp;) {
+		struct eng_region *z = *pp;
+		bool idle = atomic_load_explicit(&z->refs, memory_order_acquire) == 0 && z->nresident == 0;
+
+		if (take ? z->base == take : idle) {
+			*pp = z->zlink;
+			z->zlink = done;
+			done = z;
+		} else {
+			pp = &z->zlink;
+		}
+	}
+	pthread_mutex_unlock(&eng.lock);
+	return done;
+}
+
+static void zombies_free(struct eng_region *z)
+{
+	while (z) {
+		struct eng_region *next = z->zlink;
+
+		/* Users finish their one operation without waiting on us. */
+		while (atomic_load_explicit(&z->refs, memory_order_acquire) > 0)
+			sched_yield();
+		region_free(z);
+		z = next;
+	}
+}
+
 static void drop_page(struct eng_page *p, void *arg)
 {
 	(void)arg;
 	pg_remove(p);
+}
+
+/* Unregister and unmap what is still ours of r: its span less the holes. */
+static void region_release(struct eng_region *r)
+{
+	uintptr_t at = r->base, end = r->base + r->len;
+	size_t h = 0;
+
+	while (at < end) {
+		uintptr_t stop = h < r->nholes ? r->holes[h].start : end;
+
+		if (stop > at) {
+			int ret = uffd_unregister(&eng.uffd, at, stop - at);
+
+			if (ret < 0 && ret != -ENOENT && ret != -EINVAL)
+				ulog_warn("region %p: UFFDIO_UNREGISTER: %s", (void *)r->base, ulog_errname(-ret));
+			if (munmap((void *)at, stop - at) < 0)
+				ulog_warn("region %p: munmap: %s", (void *)r->base, ulog_errname(errno));
+		}
+		if (h >= r->nholes)
+			break;
+		if (r->holes[h].end > at)
+			at = r->holes[h].end;
+		h++;
+	}
 }
 
 API int umapd_unmap(void *addr)
@@ -249,9 +349,17 @@ API int umapd_unmap(void *addr)
 
 	if (!addr || !eng.started)
 		return fail(-EINVAL);
+	zombies_free(zombies_collect(0));
 	r = rg_get_exact((uintptr_t)addr);
-	if (!r)
-		return fail(-EINVAL);
+	if (!r) {
+		/* Unmapped by the application already: just free what is left. */
+		struct eng_region *z = zombies_collect((uintptr_t)addr);
+
+		if (!z)
+			return fail(-EINVAL);
+		zombies_free(z);
+		return 0;
+	}
 	pthread_mutex_lock(&eng.lock);
 	if (r->frozen) { /* another thread is unmapping it */
 		pthread_mutex_unlock(&eng.lock);
@@ -271,23 +379,20 @@ API int umapd_unmap(void *addr)
 		rg_put(r);
 		return fail(ret);
 	}
-	rg_remove(r);
+	if (rg_detach(r) < 0) {
+		/* The application unmapped all of it meanwhile; the event handler
+		 * took it out of the table and the zombie list frees it. */
+		rg_put(r);
+		return 0;
+	}
+	rg_wait_unused(r);
 	pthread_mutex_lock(&eng.lock);
 	pg_for_range(r, 0, r->npages, drop_page, NULL);
 	pthread_cond_broadcast(&eng.page_cv);
 	pthread_mutex_unlock(&eng.lock);
-
-	ret = uffd_unregister(&eng.uffd, r->base, r->len);
-	if (ret < 0 && ret != -ENOENT)
-		ulog_warn("region %p: UFFDIO_UNREGISTER: %s", (void *)r->base, ulog_errname(-ret));
-	if (munmap((void *)r->base, r->len) < 0)
-		ulog_warn("region %p: munmap: %s", (void *)r->base, ulog_errname(errno));
-	region_retire(r);
-	store_close(r->store);
-	pthread_mutex_lock(&eng.lock);
-	pg_forget_region(r);
-	pthread_mutex_unlock(&eng.lock);
-	free(r);
+	if (!r->gone)
+		region_release(r);
+	region_free(r);
 	return 0;
 }
 

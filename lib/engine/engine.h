@@ -60,6 +60,7 @@ struct eng_page {
 	uint8_t wake_needed;             /* someone faulted while it was busy */
 	uint8_t was_dirty;               /* EVICTING/WRITEBACK: dirty when taken */
 	uint8_t readahead;               /* brought in ahead, not yet faulted on */
+	uint8_t dropping;                /* EVICTING: its MADV_DONTNEED is under way */
 };
 
 /* Per-region counters; relaxed atomics, summed for process stats. */
@@ -91,6 +92,10 @@ struct eng_region {
 	uint64_t ra_next;       /* page a sequential stream would fault next */
 	long ra_window;         /* current window, pages */
 	bool frozen;            /* unmap in progress: no new state changes */
+	bool gone;              /* wholly unmapped by the application (munmap) */
+	struct eng_hole *holes; /* ranges the application unmapped, sorted */
+	size_t nholes;
+	struct eng_region *zlink; /* on eng.zombies once gone */
 	bool walking;           /* pg_for_range in progress: do not shrink buckets */
 	int wb_err;             /* first write-back error not yet reported (negative) */
 
@@ -99,10 +104,17 @@ struct eng_region {
 	struct lat_hist lat;
 };
 
-/* A fault the fillers could not serve yet (no budget, or EAGAIN). */
+/* A part of a region the application unmapped behind our back. */
+struct eng_hole {
+	uintptr_t start, end;
+};
+
+/* A fault the fillers could not serve yet (no budget, EAGAIN, or an
+ * address no region claims until pending events are read). */
 struct eng_deferred {
 	uintptr_t addr;
 	uint64_t flags;
+	unsigned tries;
 };
 
 /* An asynchronous prefetch of pages [next, end) of a region. */
@@ -141,6 +153,7 @@ struct engine {
 	struct eng_deferred *deferred;
 	size_t ndeferred, cap_deferred;
 	struct eng_prefetch *prefetch_head, *prefetch_tail;
+	struct eng_region *zombies;    /* gone regions waiting to be freed */
 	unsigned evict_waiters;        /* fault waits recorded for the log */
 	_Atomic bool stopping;
 
@@ -184,13 +197,17 @@ static inline uintptr_t pg_addr(const struct eng_region *r, uint64_t index)
 }
 
 /* regions.c */
-int rg_insert(struct eng_region *r);                 /* into the table; -ENOMEM */
+int rg_insert(struct eng_region *r);                 /* into the table; -ENOMEM, -EEXIST */
+bool rg_overlaps(uintptr_t start, uintptr_t end);    /* any region spans part of it */
 struct eng_region *rg_get(uintptr_t addr);           /* containing addr, with a ref, or NULL */
 struct eng_region *rg_get_exact(uintptr_t base);     /* starting at base, with a ref */
 void rg_put(struct eng_region *r);
 /* Regions overlapping [start, end), each with a ref; caller frees the array. */
 int rg_get_range(uintptr_t start, uintptr_t end, struct eng_region ***out, size_t *n);
 int rg_remove(struct eng_region *r);                 /* from the table; waits for users */
+int rg_detach(struct eng_region *r);                 /* from the table, no waiting */
+void rg_wait_unused(struct eng_region *r);           /* until only the caller's ref is left */
+int rg_rebase(struct eng_region *r, uintptr_t base); /* move in the table; -EEXIST on overlap */
 
 /* fill.c: bring pages in.  Reserve under the lock, then fill unlocked. */
 struct fill_req {
@@ -199,6 +216,7 @@ struct fill_req {
 	uint64_t n;          /* pages reserved (FILLING) from first */
 	bool write;          /* the fault on `first` was a write: install it dirty */
 	bool prefetch;       /* no fault is waiting: all pages are read-ahead */
+	bool keep_dirty;     /* refill of a dirty page: it stays dirty */
 };
 /* Reserve `first` and up to want-1 following absent pages within budget. */
 uint64_t fill_reserve(struct eng_region *r, uint64_t first, uint64_t want, uint64_t limit);
@@ -212,8 +230,16 @@ void *evictor_main(void *arg);
  * Waits for busy pages in the range.  Returns 0 or the first error. */
 int wb_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict);
 
+/* events.c: non-cooperative events, read by the fillers */
+void ev_handle(const struct uffd_msg *m);
+bool pg_dead(const struct eng_page *p);   /* under eng.lock: page lies in unmapped memory */
+bool rg_live(struct eng_region *r, uintptr_t addr); /* under eng.lock: not in a hole */
+
 /* fault.c */
 void *filler_main(void *arg);
+/* Read pending messages now: handle events, defer faults.  For a thread
+ * whose ioctl met EAGAIN (mm changing): the event must be read first. */
+void fault_drain(void);
 int fault_prefetch(struct eng_region *r, uint64_t first, uint64_t end);
 
 #endif

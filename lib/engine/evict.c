@@ -13,6 +13,8 @@
  * error is kept for the next flush (like fsync).
  */
 #include <errno.h>
+#include <limits.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -124,7 +126,8 @@ struct wb_run {
 	bool dirty;       /* its pages were dirty when taken */
 	bool evict;       /* EVICTING (drop), else WRITEBACK (keep) */
 	bool wake;        /* someone waits on one of its pages */
-	int ret;          /* 0, a write error, or -EAGAIN: written, not dropped */
+	int ret;          /* 0, a store error, or -EAGAIN: not done, try again later */
+	bool written;     /* its dirty data reached the store */
 };
 
 /*
@@ -169,21 +172,30 @@ static void wb_drop(struct eng_region *r, struct wb_run *runs, size_t nruns)
 		struct wb_run *u = &runs[idx[j]];
 
 		if (madvise((void *)u->addr, u->bytes, MADV_DONTNEED) < 0) {
-			u->ret = -errno;
-			ulog_error("region %p: MADV_DONTNEED at %p: %s", (void *)r->base, (void *)u->addr,
-				   ulog_errname(errno));
+			/* ENOMEM: unmapped meanwhile; anything else is logged.  Not
+			 * dropped either way: the pages stay, clean or dirty. */
+			if (errno != ENOMEM)
+				ulog_error("region %p: MADV_DONTNEED at %p: %s", (void *)r->base,
+					   (void *)u->addr, ulog_errname(errno));
+			u->ret = -EAGAIN;
 		}
 	}
 	for (size_t i = 0; i < nruns; i++) /* past the vector's capacity: not dropped */
-		if (runs[i].ret == 0 && (niov == 0 || i > idx[niov - 1]))
+		if (runs[i].ret == 0 && runs[i].evict && (niov == 0 || i > idx[niov - 1]))
 			runs[i].ret = -EAGAIN;
 }
 
-/* Protect a run of dirty pages and write it to the store. */
+/*
+ * Protect a run of dirty pages and write it to the store.  Returns 0, a
+ * store error, or -EAGAIN when the address space moved under us (the mm
+ * is changing, or the range was unmapped or moved): not the store's fault,
+ * so it is retried later and never reported as a write error.
+ */
 static int wb_write(struct eng_region *r, struct wb_run *u, struct eng_page **v)
 {
 	uint64_t written = 0;
 	int ret = uffd_writeprotect(&eng.uffd, u->addr, u->bytes, true, false);
+	bool ours = ret < 0; /* the failure is the ioctl's, not the store's */
 
 	if (ret == 0)
 		ret = wb_write_run(r, v[u->at]->index, u->k, &written);
@@ -195,7 +207,13 @@ static int wb_write(struct eng_region *r, struct wb_run *u, struct eng_page **v)
 	 * pages dirty for a later try. */
 	int uret = uffd_writeprotect(&eng.uffd, u->addr, u->bytes, false, false);
 
-	if (uret < 0 && uret != -ENOENT)
+	if (ours || ret == -EFAULT) {
+		if (ret != -EAGAIN && ret != -ENOENT && ret != -EFAULT)
+			ulog_error("region %p: write-protecting %p: %s", (void *)r->base, (void *)u->addr,
+				   ulog_errname(-ret));
+		return -EAGAIN;
+	}
+	if (uret < 0 && uret != -ENOENT && uret != -EAGAIN)
 		ulog_error("region %p: unprotect after failed write: %s", (void *)r->base, ulog_errname(-uret));
 	ulog_error("region %p: write-back of %zu bytes at store offset %llu failed: %s", (void *)r->base,
 		   u->bytes, (unsigned long long)(r->offset + (v[u->at]->index << r->pshift)),
@@ -207,12 +225,14 @@ static int wb_write(struct eng_region *r, struct wb_run *u, struct eng_page **v)
 /*
  * Finish the pages v[0..n) of one region, all in WRITEBACK or EVICTING and
  * sorted by index: protect and write the dirty ones, then drop the
- * EVICTING ones whose data is safe.  Returns 0 or the first write error.
+ * EVICTING ones whose data is safe.  Returns 0, the first store error, or
+ * -EAGAIN if some pages could not be done now and are back as they were.
  */
 static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 {
 	struct wb_run *runs = malloc(n * sizeof(*runs));
 	size_t nruns = 0, ndrop = 0;
+	bool again = false;
 	int first_err = 0;
 
 	if (!runs) {
@@ -239,35 +259,45 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 		u->evict = v[i]->state == PG_EVICTING;
 		u->wake = false;
 		u->ret = u->dirty ? wb_write(r, u, v) : 0;
-		if (u->ret < 0 && !first_err)
+		u->written = u->dirty && u->ret == 0;
+		if (u->ret < 0 && u->ret != -EAGAIN && !first_err)
 			first_err = u->ret;
 		if (u->ret == 0 && u->evict)
 			ndrop++;
 		i += u->k;
 	}
-	if (ndrop > 0)
+	if (ndrop > 0) {
+		/* From here a missing fault on these pages is our own drop, not
+		 * the application zapping them (see fault_refill_busy). */
+		pthread_mutex_lock(&eng.lock);
+		for (size_t ri = 0; ri < nruns; ri++)
+			for (size_t j = 0; runs[ri].ret == 0 && runs[ri].evict && j < runs[ri].k; j++)
+				v[runs[ri].at + j]->dropping = 1;
+		pthread_mutex_unlock(&eng.lock);
 		wb_drop(r, runs, nruns);
+	}
 
 	pthread_mutex_lock(&eng.lock);
 	for (size_t ri = 0; ri < nruns; ri++) {
 		struct wb_run *u = &runs[ri];
 		bool failed = u->ret < 0 && u->ret != -EAGAIN;
 
-		if (failed && u->dirty && !r->wb_err)
+		if (failed && !r->wb_err)
 			r->wb_err = u->ret;
 		for (size_t j = 0; j < u->k; j++) {
 			struct eng_page *p = v[u->at + j];
 
 			u->wake |= p->wake_needed;
 			p->wake_needed = 0;
-			if (u->ret == 0 && u->evict) {
+			/* Dropped, or unmapped by the application meanwhile. */
+			if ((u->ret == 0 && u->evict) || pg_dead(p)) {
 				pg_remove(p);
 				continue;
 			}
-			/* Kept: dirty again if its write failed, else clean (written,
-			 * or clean and simply not dropped). */
-			pg_set_state(p, failed && u->dirty ? PG_DIRTY : PG_CLEAN);
+			/* Kept: clean if its data is in the store, else dirty still. */
+			pg_set_state(p, u->dirty && !u->written ? PG_DIRTY : PG_CLEAN);
 			p->was_dirty = 0;
+			p->dropping = 0;
 		}
 	}
 	pthread_cond_broadcast(&eng.page_cv);
@@ -276,20 +306,19 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 	for (size_t ri = 0; ri < nruns; ri++) {
 		struct wb_run *u = &runs[ri];
 
+		again |= u->ret == -EAGAIN;
 		if (u->wake)
 			uffd_wake(&eng.uffd, u->addr, u->bytes);
 		if (u->ret == 0 && u->evict) {
 			atomic_fetch_add_explicit(&r->c.evictions, u->k, memory_order_relaxed);
 			if (u->dirty)
 				atomic_fetch_add_explicit(&r->c.dirty_evictions, u->k, memory_order_relaxed);
-		} else if (u->ret != 0 && u->ret != -EAGAIN) {
-			continue;
-		} else if (u->dirty) {
+		} else if (u->written) {
 			atomic_fetch_add_explicit(&r->c.flushed_pages, u->k, memory_order_relaxed);
 		}
 	}
 	free(runs);
-	return first_err;
+	return first_err ? first_err : again ? -EAGAIN : 0;
 }
 
 /* Evict a batch picked by the CLOCK: group by region, then write and drop. */
@@ -415,6 +444,15 @@ int wb_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict)
 				qsort(c.v, c.n, sizeof(*c.v), cmp_page);
 				err = wb_pages(r, c.v, c.n);
 				wrote = true;
+				if (err == -EAGAIN) {
+					/* The mm was changing (an event is being read) or the
+					 * batch was too large: take those pages again. */
+					err = 0;
+					sched_yield();
+					pthread_mutex_lock(&eng.lock);
+					pass = UINT_MAX; /* the next pass collects again */
+					continue;
+				}
 				pthread_mutex_lock(&eng.lock);
 				if (err < 0)
 					break;

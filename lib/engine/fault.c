@@ -29,7 +29,7 @@ struct filler {
 };
 
 /* Defer a fault (under eng.lock).  Returns false if even that failed. */
-static bool fault_defer(uintptr_t addr, uint64_t flags)
+static bool fault_defer(uintptr_t addr, uint64_t flags, unsigned tries)
 {
 	if (eng.ndeferred == eng.cap_deferred) {
 		size_t cap = eng.cap_deferred ? eng.cap_deferred * 2 : 64;
@@ -40,9 +40,20 @@ static bool fault_defer(uintptr_t addr, uint64_t flags)
 		eng.deferred = n;
 		eng.cap_deferred = cap;
 	}
-	eng.deferred[eng.ndeferred++] = (struct eng_deferred){ .addr = addr, .flags = flags };
+	eng.deferred[eng.ndeferred++] = (struct eng_deferred){ .addr = addr, .flags = flags, .tries = tries };
 	eng_kick_evictors();
 	return true;
+}
+
+static void fault_defer_unlocked(uintptr_t addr, uint64_t flags, unsigned tries)
+{
+	bool ok;
+
+	pthread_mutex_lock(&eng.lock);
+	ok = fault_defer(addr, flags, tries);
+	pthread_mutex_unlock(&eng.lock);
+	if (!ok)
+		ulog_error("cannot defer a fault at %p: out of memory", (void *)addr);
 }
 
 /* Is the system page at addr present in the page tables? */
@@ -55,28 +66,110 @@ static bool page_present(uintptr_t addr)
 }
 
 /*
- * Serve one fault.  Returns false if it was deferred (no budget yet).
+ * A fault at an address no live region claims.  A first time, it may be a
+ * region moved by an mremap whose event is not read yet: defer it until
+ * the events are drained.  A second time, it is registered memory we do
+ * not serve (part of a region moved or grown by mremap): fail the access
+ * with SIGBUS rather than hand out zeros.  If the range is not registered
+ * any more (unmapped meanwhile) the thread is simply woken to retry.
  */
-static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, bool retry)
+static bool fault_unclaimed(uintptr_t addr, uint64_t flags, unsigned tries)
+{
+	uintptr_t page = addr & ~(uintptr_t)(eng.sys_psize - 1);
+	int ret;
+
+	if (tries == 0) {
+		fault_defer_unlocked(addr, flags, 1);
+		return false;
+	}
+	ret = uffd_poison(&eng.uffd, page, eng.sys_psize);
+	if (ret == -EOPNOTSUPP) {
+		ulog_error("fault at %p outside any region; this kernel cannot poison it, so it reads zeros",
+			   (void *)addr);
+		ret = uffd_zeropage(&eng.uffd, page, eng.sys_psize);
+	}
+	if (ret == 0)
+		ulog_error("fault at %p outside any region (moved or grown by mremap?): SIGBUS", (void *)addr);
+	else
+		uffd_wake(&eng.uffd, page, eng.sys_psize);
+	return true;
+}
+
+/*
+ * A missing fault on a page being written back or evicted, which is not
+ * present and not being dropped by us: the application zapped it
+ * (MADV_DONTNEED), and the writer's own write() may be waiting on this
+ * very fault.  Put the store's contents back, write-protected, without
+ * touching the page's state: the writer then writes the store's own data
+ * back, which is what the application's MADV_DONTNEED asked for.
+ *
+ * The install is made under eng.lock, after checking again that the page
+ * is still busy, not present and not being dropped: the evictor marks a
+ * page `dropping` under the lock before its MADV_DONTNEED, so this cannot
+ * put a page back behind a drop (which would leave it present and
+ * untracked).  UFFDIO_COPY does not wait on any thread of ours.
+ */
+static int fault_refill_busy(struct filler *f, struct eng_region *r, uint64_t idx, uintptr_t addr)
+{
+	uintptr_t a = pg_addr(r, idx);
+	size_t len = pg_len(r, idx);
+	uint64_t data_end, off = r->offset + (idx << r->pshift);
+	size_t valid;
+	struct eng_page *p;
+	int ret = 0;
+
+	if (len > BOUNCE_BYTES)
+		return 0; /* pages larger than the bounce buffer: not supported here */
+	pthread_mutex_lock(&eng.lock);
+	data_end = r->data_end;
+	pthread_mutex_unlock(&eng.lock);
+	valid = data_end > off ? (data_end - off < len ? (size_t)(data_end - off) : len) : 0;
+	if (valid)
+		ret = store_read(r->store, f->bounce, valid, off);
+	memset((char *)f->bounce + valid, 0, len - valid);
+	if (ret < 0) {
+		ulog_error("region %p: re-reading store offset %llu for a zapped page: %s", (void *)r->base,
+			   (unsigned long long)off, ulog_errname(-ret));
+		memset(f->bounce, 0, len); /* the writer must not hang; the store keeps its data */
+	}
+	pthread_mutex_lock(&eng.lock);
+	p = pg_lookup(r, idx);
+	if (p && (p->state == PG_WRITEBACK || p->state == PG_EVICTING) && !p->dropping && !page_present(addr))
+		ret = uffd_copy(&eng.uffd, a, f->bounce, len, eng.uffd.can_wp, false, NULL);
+	pthread_mutex_unlock(&eng.lock);
+	if (ret < 0 && ret != -EEXIST && ret != -ENOENT && ret != -EAGAIN)
+		ulog_warn("region %p: refilling zapped page %p: %s", (void *)r->base, (void *)a,
+			  ulog_errname(-ret));
+	return ret == -EAGAIN ? ret : 0; /* EAGAIN: retry once events are read */
+}
+
+/*
+ * Serve one fault.  Returns false if it was deferred (no budget yet, or
+ * the mm is changing and pending events must be read first).
+ */
+static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsigned tries)
 {
 	struct eng_region *r = rg_get(addr);
 	struct eng_page *p;
 	uint64_t t0 = lat_now_ns(), idx;
 	bool wp = flags & UFFD_PAGEFAULT_FLAG_WP, write = flags & UFFD_PAGEFAULT_FLAG_WRITE;
+	uint64_t budget = atomic_load_explicit(&eng.budget, memory_order_relaxed);
 
-	if (!r) {
-		/* Not ours any more (unmapped meanwhile): let it retry and find out. */
-		uffd_wake(&eng.uffd, addr & ~(uintptr_t)(eng.sys_psize - 1), eng.sys_psize);
-		return true;
-	}
+	if (!r)
+		return fault_unclaimed(addr, flags, tries);
 	idx = (addr - r->base) >> r->pshift;
-	if (!retry) {
+	if (tries == 0) {
 		atomic_fetch_add_explicit(&r->c.faults, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(wp ? &r->c.wp_faults : write ? &r->c.write_faults : &r->c.read_faults,
 					  1, memory_order_relaxed);
 	}
 
 	pthread_mutex_lock(&eng.lock);
+	if (!rg_live(r, addr)) {
+		pthread_mutex_unlock(&eng.lock);
+		rg_put(r);
+		return fault_unclaimed(addr, flags, tries);
+	}
 	p = pg_lookup(r, idx);
 	if (r->frozen) {
 		/* Unmap in progress: unregistering wakes the thread (or a failed
@@ -85,22 +178,36 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, bool r
 		rg_put(r);
 		return true;
 	}
-	if (!p && wp) {
+	if (!p && wp && page_present(addr)) {
+		/* A present page we do not track: only a bug elsewhere makes one,
+		 * and waking the writer would fault it again forever.  Adopt it
+		 * as dirty (it came from us and may hold unwritten data). */
+		ulog_warn("region %p: adopting untracked page %p", (void *)r->base, (void *)pg_addr(r, idx));
+		p = pg_insert(r, idx);
+		if (p) {
+			p->was_dirty = 1;
+			pg_set_state(p, PG_UNPROTECTING);
+		}
+		pthread_mutex_unlock(&eng.lock);
+		uffd_writeprotect(&eng.uffd, pg_addr(r, idx), pg_len(r, idx), false, true);
+		pthread_mutex_lock(&eng.lock);
+		if (p)
+			pg_set_state(p, PG_DIRTY);
+		pthread_cond_broadcast(&eng.page_cv);
+		pthread_mutex_unlock(&eng.lock);
+		uffd_wake(&eng.uffd, pg_addr(r, idx), pg_len(r, idx));
+	} else if (!p && wp) {
 		/* Evicted since the fault was raised: retry to fault it in. */
 		pthread_mutex_unlock(&eng.lock);
 		uffd_wake(&eng.uffd, pg_addr(r, idx), pg_len(r, idx));
-		rg_put(r);
-		return true;
-	}
-	if (!p) {
+	} else if (!p) {
 		struct fill_req q = { .r = r, .first = idx, .write = write };
-		uint64_t budget = atomic_load_explicit(&eng.budget, memory_order_relaxed);
 		long w;
 
 		if (eng.resident_bytes + r->psize > budget) {
-			bool ok = fault_defer(addr, flags);
+			bool ok = fault_defer(addr, flags, tries + 1);
 
-			if (!retry)
+			if (tries == 0)
 				atomic_fetch_add_explicit(&r->c.fault_wait_budget, 1, memory_order_relaxed);
 			pthread_mutex_unlock(&eng.lock);
 			rg_put(r);
@@ -112,20 +219,31 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, bool r
 		q.n = fill_reserve(r, idx, (uint64_t)w + 1, budget);
 		if (eng.resident_bytes > eng_high_mark())
 			eng_kick_evictors();
-		pthread_mutex_unlock(&eng.lock);
 		if (q.n == 0) {
 			/* No descriptor memory: wait for eviction as for budget. */
-			pthread_mutex_lock(&eng.lock);
-			fault_defer(addr, flags);
+			fault_defer(addr, flags, tries + 1);
 			pthread_mutex_unlock(&eng.lock);
 			rg_put(r);
 			return false;
 		}
-		fill_run(&q, f->bounce, BOUNCE_BYTES);
+		pthread_mutex_unlock(&eng.lock);
+		if (fill_run(&q, f->bounce, BOUNCE_BYTES) == -EAGAIN) {
+			fault_defer_unlocked(addr, flags, tries + 1);
+			rg_put(r);
+			return false;
+		}
 	} else if (pg_busy(p->state)) {
+		bool zapped = !wp && (p->state == PG_WRITEBACK || p->state == PG_EVICTING) &&
+			      !p->dropping && !page_present(addr);
+
 		/* Its owner wakes the waiters when it is done. */
 		p->wake_needed = 1;
 		pthread_mutex_unlock(&eng.lock);
+		if (zapped && fault_refill_busy(f, r, idx, addr) == -EAGAIN) {
+			fault_defer_unlocked(addr, flags, tries + 1);
+			rg_put(r);
+			return false;
+		}
 	} else if (wp && p->state == PG_CLEAN) {
 		/* First write to a clean page: unprotect without waking, mark it
 		 * dirty, then wake the writer, so that when the writer runs the
@@ -139,10 +257,18 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, bool r
 		pthread_mutex_unlock(&eng.lock);
 		ret = uffd_writeprotect(&eng.uffd, pg_addr(r, idx), pg_len(r, idx), false, true);
 		pthread_mutex_lock(&eng.lock);
-		pg_set_state(p, ret == 0 ? PG_DIRTY : PG_CLEAN);
-		p->wake_needed = 0;
+		if (pg_dead(p))
+			pg_remove(p);
+		else
+			pg_set_state(p, ret == 0 ? PG_DIRTY : PG_CLEAN);
+		p = NULL;
 		pthread_cond_broadcast(&eng.page_cv);
 		pthread_mutex_unlock(&eng.lock);
+		if (ret == -EAGAIN) {
+			fault_defer_unlocked(addr, flags, tries + 1);
+			rg_put(r);
+			return false;
+		}
 		if (ret < 0 && ret != -ENOENT)
 			ulog_error("region %p: unprotecting %p: %s", (void *)r->base, (void *)pg_addr(r, idx),
 				   ulog_errname(-ret));
@@ -160,14 +286,20 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, bool r
 			pthread_mutex_unlock(&eng.lock);
 			uffd_wake(&eng.uffd, addr & ~(uintptr_t)(eng.sys_psize - 1), eng.sys_psize);
 		} else {
-			struct fill_req q = { .r = r, .first = idx, .n = 1, .write = write };
+			/* Refill from the store: what MADV_DONTNEED on a file mapping
+			 * gives back.  A dirty page stays dirty: if only part of it
+			 * was zapped, the rest still holds unwritten data. */
+			struct fill_req q = { .r = r, .first = idx, .n = 1, .write = write,
+					      .keep_dirty = p->state == PG_DIRTY };
 
-			/* Refill from the store: what MADV_DONTNEED on a file
-			 * mapping gives back. */
-			p->was_dirty = 0;
+			p->was_dirty = q.keep_dirty;
 			pg_set_state(p, PG_FILLING);
 			pthread_mutex_unlock(&eng.lock);
-			fill_run(&q, f->bounce, BOUNCE_BYTES);
+			if (fill_run(&q, f->bounce, BOUNCE_BYTES) == -EAGAIN) {
+				fault_defer_unlocked(addr, flags, tries + 1);
+				rg_put(r);
+				return false;
+			}
 		}
 	}
 	lat_record(&r->lat, lat_now_ns() - t0);
@@ -183,15 +315,20 @@ static int cmp_msg(const void *a, const void *b)
 	return ax < ay ? -1 : ax > ay;
 }
 
-/* Serve a batch: sort by address so duplicates are adjacent, then serve
- * each system page once, with the union of its flags. */
+/*
+ * Serve a batch.  Events first, in the order read: read() returns pending
+ * faults before events, so a fault in the batch may postdate an event
+ * (a fault at a region's new address after its mremap).  Then the faults,
+ * sorted by address so duplicates are adjacent: each system page is
+ * served once, with the union of its flags.
+ */
 static void serve_batch(struct filler *f, struct uffd_msg *m, int n)
 {
 	int k = 0;
 
 	for (int i = 0; i < n; i++) {
 		if (m[i].event != UFFD_EVENT_PAGEFAULT) {
-			ulog_debug("ignoring userfaultfd event %u", m[i].event);
+			ev_handle(&m[i]);
 			continue;
 		}
 		m[i].arg.pagefault.address &= ~(uint64_t)(eng.sys_psize - 1);
@@ -215,15 +352,36 @@ static void serve_batch(struct filler *f, struct uffd_msg *m, int n)
 			if (any_missing)
 				flags &= ~(uint64_t)UFFD_PAGEFAULT_FLAG_WP;
 		}
-		fault_serve(f, (uintptr_t)a, flags, false);
+		fault_serve(f, (uintptr_t)a, flags, 0);
 		i = j;
 	}
 }
 
-/* Retry deferred faults while the budget has room. */
+void fault_drain(void)
+{
+	struct uffd_msg m[16];
+	int n = uffd_read_msgs(&eng.uffd, m, 16);
+
+	for (int i = 0; i < n; i++) {
+		if (m[i].event != UFFD_EVENT_PAGEFAULT) {
+			ev_handle(&m[i]);
+			continue;
+		}
+		fault_defer_unlocked((uintptr_t)m[i].arg.pagefault.address, m[i].arg.pagefault.flags, 0);
+	}
+	if (n > 0)
+		eng_kick_fillers();
+}
+
+/* Retry the faults deferred so far, once each, while the budget has room. */
 static void serve_deferred(struct filler *f)
 {
-	for (;;) {
+	size_t todo;
+
+	pthread_mutex_lock(&eng.lock);
+	todo = eng.ndeferred;
+	pthread_mutex_unlock(&eng.lock);
+	while (todo-- > 0) {
 		struct eng_deferred d;
 		uint64_t budget = atomic_load_explicit(&eng.budget, memory_order_relaxed);
 
@@ -235,8 +393,7 @@ static void serve_deferred(struct filler *f)
 		d = eng.deferred[0];
 		memmove(eng.deferred, eng.deferred + 1, --eng.ndeferred * sizeof(*eng.deferred));
 		pthread_mutex_unlock(&eng.lock);
-		if (!fault_serve(f, d.addr, d.flags, true))
-			return;
+		fault_serve(f, d.addr, d.flags, d.tries);
 	}
 }
 

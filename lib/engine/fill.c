@@ -46,7 +46,11 @@ uint64_t fill_reserve(struct eng_region *r, uint64_t first, uint64_t want, uint6
 	uint64_t n = 0;
 
 	while (n < want && first + n < r->npages) {
+		uintptr_t a = pg_addr(r, first + n);
+
 		if (eng.resident_bytes + r->psize > limit && n > 0)
+			break;
+		if (!rg_live(r, a) || !rg_live(r, a + pg_len(r, first + n) - 1))
 			break;
 		if (pg_lookup(r, first + n))
 			break;
@@ -110,11 +114,14 @@ static int fill_copy(uintptr_t dst, const char *src, size_t len, bool wp, bool d
 			len -= step;
 			continue;
 		}
-		if (ret == -EAGAIN && ++tries < 10000) {
-			if (tries < 100)
+		/* The mm is changing: an event (REMOVE, UNMAP, REMAP) is pending
+		 * and the thread that raised it waits for someone to read it.
+		 * Read the pending messages ourselves (events handled, faults
+		 * deferred), then retry (DESIGN.md invariant 4). */
+		if (ret == -EAGAIN && ++tries < 100000) {
+			fault_drain();
+			if (tries > 16)
 				sched_yield();
-			else
-				usleep(100);
 			continue;
 		}
 		return ret;
@@ -205,7 +212,7 @@ int fill_run(struct fill_req *q, void *bounce, size_t bounce_len)
 			ret = fill_copy(dst, bounce, len, can_wp, false);
 		}
 		if (ret < 0) {
-			if (ret != -ENOENT && ret != -ESRCH)
+			if (ret != -ENOENT && ret != -ESRCH && ret != -EAGAIN)
 				ulog_error("region %p: UFFDIO_COPY at %p failed: %s", (void *)r->base,
 					   (void *)dst, ulog_errname(-ret));
 			fill_abandon(q, done >> r->pshift);
@@ -225,7 +232,11 @@ int fill_run(struct fill_req *q, void *bounce, size_t bounce_len)
 
 		if (!p || p->state != PG_FILLING)
 			continue;
-		if (r->writable && (!can_wp || (fault_page && q->write)))
+		if (pg_dead(p)) { /* unmapped while it was being filled */
+			pg_remove(p);
+			continue;
+		}
+		if (r->writable && (!can_wp || q->keep_dirty || (fault_page && q->write)))
 			pg_set_state(p, PG_DIRTY);
 		else
 			pg_set_state(p, PG_CLEAN);

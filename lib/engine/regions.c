@@ -46,12 +46,29 @@ int rg_insert(struct eng_region *r)
 		eng.cap_regions = cap;
 	}
 	i = rg_search(r->base);
+	if (i < eng.nregions && eng.regions[i]->base < r->base + r->len) {
+		/* Inside the span of a region the application partly unmapped. */
+		pthread_rwlock_unlock(&eng.regions_lock);
+		return -EEXIST;
+	}
 	memmove(&eng.regions[i + 1], &eng.regions[i], (eng.nregions - i) * sizeof(*eng.regions));
 	eng.regions[i] = r;
 	eng.nregions++;
 	atomic_store_explicit(&r->refs, 1, memory_order_relaxed);
 	pthread_rwlock_unlock(&eng.regions_lock);
 	return 0;
+}
+
+bool rg_overlaps(uintptr_t start, uintptr_t end)
+{
+	bool hit;
+
+	pthread_rwlock_rdlock(&eng.regions_lock);
+	size_t i = rg_search(start);
+
+	hit = i < eng.nregions && eng.regions[i]->base < end;
+	pthread_rwlock_unlock(&eng.regions_lock);
+	return hit;
 }
 
 struct eng_region *rg_get(uintptr_t addr)
@@ -116,7 +133,7 @@ int rg_get_range(uintptr_t start, uintptr_t end, struct eng_region ***out, size_
 	return 0;
 }
 
-int rg_remove(struct eng_region *r)
+int rg_detach(struct eng_region *r)
 {
 	size_t i;
 
@@ -130,7 +147,11 @@ int rg_remove(struct eng_region *r)
 	eng.nregions--;
 	pthread_rwlock_unlock(&eng.regions_lock);
 	rg_put(r); /* the table's reference */
+	return 0;
+}
 
+void rg_wait_unused(struct eng_region *r)
+{
 	/* Users hold references only for the length of one fault, fill or
 	 * write-back, none of which waits on the caller, so this ends. */
 	for (unsigned spins = 0; atomic_load_explicit(&r->refs, memory_order_acquire) > 1; spins++) {
@@ -139,5 +160,45 @@ int rg_remove(struct eng_region *r)
 		else
 			usleep(100);
 	}
+}
+
+int rg_remove(struct eng_region *r)
+{
+	int ret = rg_detach(r);
+
+	if (ret == 0)
+		rg_wait_unused(r);
+	return ret;
+}
+
+int rg_rebase(struct eng_region *r, uintptr_t base)
+{
+	size_t i, j;
+
+	pthread_rwlock_wrlock(&eng.regions_lock);
+	i = rg_search(r->base);
+	if (i >= eng.nregions || eng.regions[i] != r) {
+		pthread_rwlock_unlock(&eng.regions_lock);
+		return -EINVAL;
+	}
+	memmove(&eng.regions[i], &eng.regions[i + 1], (eng.nregions - i - 1) * sizeof(*eng.regions));
+	eng.nregions--;
+	j = rg_search(base);
+	if (j < eng.nregions && eng.regions[j]->base < base + r->len) {
+		/* Something we track is there already: put it back unmoved. */
+		i = rg_search(r->base);
+		memmove(&eng.regions[i + 1], &eng.regions[i], (eng.nregions - i) * sizeof(*eng.regions));
+		eng.regions[i] = r;
+		eng.nregions++;
+		pthread_rwlock_unlock(&eng.regions_lock);
+		return -EEXIST;
+	}
+	pthread_mutex_lock(&eng.lock);
+	r->base = base;
+	pthread_mutex_unlock(&eng.lock);
+	memmove(&eng.regions[j + 1], &eng.regions[j], (eng.nregions - j) * sizeof(*eng.regions));
+	eng.regions[j] = r;
+	eng.nregions++;
+	pthread_rwlock_unlock(&eng.regions_lock);
 	return 0;
 }

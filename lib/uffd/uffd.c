@@ -136,6 +136,13 @@ int uffd_copy(struct uffd *u, uintptr_t dst, const void *src, size_t len, bool w
 	return ret;
 }
 
+int uffd_zeropage(struct uffd *u, uintptr_t start, size_t len)
+{
+	struct uffdio_zeropage z = { .range = { .start = start, .len = len } };
+
+	return ioctl(u->fd, UFFDIO_ZEROPAGE, &z) < 0 ? -errno : 0;
+}
+
 int uffd_writeprotect(struct uffd *u, uintptr_t start, size_t len, bool wp, bool dontwake)
 {
 	struct uffdio_writeprotect w = {

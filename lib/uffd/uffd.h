@@ -69,6 +69,9 @@ int uffd_unregister(struct uffd *u, uintptr_t start, size_t len);
 int uffd_copy(struct uffd *u, uintptr_t dst, const void *src, size_t len, bool wp, bool dontwake,
 	      size_t *copied);
 
+/* Install zero pages over a range (wakes waiters). */
+int uffd_zeropage(struct uffd *u, uintptr_t start, size_t len);
+
 /* Write-protect (wp) or unprotect (!wp, which also wakes unless dontwake) a range. */
 int uffd_writeprotect(struct uffd *u, uintptr_t start, size_t len, bool wp, bool dontwake);
 
