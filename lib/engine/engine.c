@@ -104,7 +104,7 @@ static int eng_start_locked(void)
 	/* Events: see lib/engine/events.c.  No EVENT_FORK: regions are
 	 * MADV_DONTFORK, so a child never inherits them. */
 	uint64_t want = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_REMOVE |
-			UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP;
+			UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_MOVE;
 	int ret;
 
 	pthread_mutex_lock(&eng.cfg_lock);

@@ -60,7 +60,8 @@ struct eng_page {
 	uint8_t wake_needed;             /* someone faulted while it was busy */
 	uint8_t was_dirty;               /* EVICTING/WRITEBACK: dirty when taken */
 	uint8_t readahead;               /* brought in ahead, not yet faulted on */
-	uint8_t dropping;                /* EVICTING: its MADV_DONTNEED is under way */
+	uint8_t dropping;                /* busy: its slot may be empty for a while (drop, move) */
+	uint8_t pinned;                  /* write-back found it pinned: keep it dirty */
 };
 
 /* Per-region counters; relaxed atomics, summed for process stats. */
@@ -234,6 +235,16 @@ int wb_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict);
 void ev_handle(const struct uffd_msg *m);
 bool pg_dead(const struct eng_page *p);   /* under eng.lock: page lies in unmapped memory */
 bool rg_live(struct eng_region *r, uintptr_t addr); /* under eng.lock: not in a hole */
+
+/* staging.c: parking space for pages moved out during write-back */
+#define STAGE_BYTES ((size_t)8 << 20)
+struct stage {
+	uintptr_t base;          /* STAGE_BYTES, registered with eng.uffd */
+	struct stage *next;
+};
+int stage_get(struct stage **out);
+void stage_clear(struct stage *s, size_t used); /* drop what was parked */
+void stage_put(struct stage *s);
 
 /* fault.c */
 void *filler_main(void *arg);

@@ -126,6 +126,9 @@ struct wb_run {
 	bool dirty;       /* its pages were dirty when taken */
 	bool evict;       /* EVICTING (drop), else WRITEBACK (keep) */
 	bool wake;        /* someone waits on one of its pages */
+	bool parked;      /* written, then pin-checked by moving (wb_pin_check) */
+	size_t dropped;   /* pages removed at completion */
+	size_t npinned;   /* pages found pinned, kept dirty */
 	int ret;          /* 0, a store error, or -EAGAIN: not done, try again later */
 	bool written;     /* its dirty data reached the store */
 };
@@ -154,7 +157,7 @@ static void wb_drop(struct eng_region *r, struct wb_run *runs, size_t nruns)
 		fd = atomic_load(&pidfd);
 	}
 	for (size_t i = 0; i < nruns && niov < UIO_MAXIOV; i++) {
-		if (runs[i].ret < 0)
+		if (runs[i].ret < 0 || !runs[i].evict || runs[i].parked)
 			continue;
 		iov[niov] = (struct iovec){ .iov_base = (void *)runs[i].addr, .iov_len = runs[i].bytes };
 		idx[niov++] = i;
@@ -181,7 +184,7 @@ static void wb_drop(struct eng_region *r, struct wb_run *runs, size_t nruns)
 		}
 	}
 	for (size_t i = 0; i < nruns; i++) /* past the vector's capacity: not dropped */
-		if (runs[i].ret == 0 && runs[i].evict && (niov == 0 || i > idx[niov - 1]))
+		if (runs[i].ret == 0 && runs[i].evict && !runs[i].parked && (niov == 0 || i > idx[niov - 1]))
 			runs[i].ret = -EAGAIN;
 }
 
@@ -223,6 +226,76 @@ static int wb_write(struct eng_region *r, struct wb_run *u, struct eng_page **v)
 }
 
 /*
+ * A page written back can still be changing: a DMA into it (an O_DIRECT
+ * or io_uring/libaio read, process_vm_writev) that pinned it before we
+ * write-protected it writes through the pin, which write protection does
+ * not see.  Dropping it would lose that data, and calling it clean would
+ * lose it at the next eviction.  UFFDIO_MOVE refuses a pinned page
+ * (EBUSY), so it is the test: each written dirty page is moved out to a
+ * staging area.  One that moves is not pinned: to evict it, it stays
+ * there until the area is cleared (its slot in the region is empty, as
+ * after MADV_DONTNEED); to keep it, it moves straight back and is
+ * write-protected again.  A pinned page stays DIRTY, so what the DMA
+ * brings is written back later.  Pages are marked `dropping` meanwhile,
+ * so a fault on the empty slot waits instead of refilling it.
+ */
+static void wb_pin_check(struct eng_region *r, struct wb_run *runs, size_t nruns, struct eng_page **v)
+{
+	struct stage *st;
+	size_t used = 0;
+
+	if (stage_get(&st) < 0)
+		return;
+	for (size_t ri = 0; ri < nruns; ri++) {
+		struct wb_run *u = &runs[ri];
+
+		if (!u->parked)
+			continue;
+		for (size_t j = 0; j < u->k; j++) {
+			struct eng_page *p = v[u->at + j];
+			uintptr_t a = pg_addr(r, p->index);
+			size_t len = pg_len(r, p->index), moved = 0, back = 0;
+			int ret;
+
+			if (used + len > STAGE_BYTES) {
+				stage_clear(st, used);
+				used = 0;
+			}
+			/* Evicting, a hole (a page the application zapped) may as
+			 * well move; kept pages must come back whole. */
+			ret = uffd_move(&eng.uffd, st->base + used, a, len, u->evict, &moved);
+			if (ret < 0) {
+				/* Pinned (EBUSY), partly zapped (ENOENT) or the mm is
+				 * changing (EAGAIN): put back what moved, keep it dirty. */
+				if (moved > 0 && uffd_move(&eng.uffd, a, st->base + used, moved, true, &back) < 0) {
+					ulog_error("region %p: cannot move page %p back from staging",
+						   (void *)r->base, (void *)a);
+					used += len; /* whatever stayed there is cleared with the rest */
+				}
+				p->pinned = 1;
+				continue;
+			}
+			used += len; /* cleared with the staging area */
+			if (u->evict)
+				continue;
+			/* Kept: install a write-protected copy at once.  Moving it back
+			 * would map it writable until a separate protect, and a write
+			 * in between would be lost when we then call it clean.  The
+			 * staging page is present, so the copy cannot fault. */
+			ret = uffd_copy(&eng.uffd, a, (const void *)(st->base + used - len), len, eng.uffd.can_wp,
+					true, NULL);
+			if (ret < 0) {
+				ulog_error("region %p: reinstalling page %p after write-back: %s", (void *)r->base,
+					   (void *)a, ulog_errname(-ret));
+				p->pinned = 1; /* its slot stays empty: the next fault refills it */
+			}
+		}
+	}
+	stage_clear(st, used);
+	stage_put(st);
+}
+
+/*
  * Finish the pages v[0..n) of one region, all in WRITEBACK or EVICTING and
  * sorted by index: protect and write the dirty ones, then drop the
  * EVICTING ones whose data is safe.  Returns 0, the first store error, or
@@ -231,7 +304,8 @@ static int wb_write(struct eng_region *r, struct wb_run *u, struct eng_page **v)
 static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 {
 	struct wb_run *runs = malloc(n * sizeof(*runs));
-	size_t nruns = 0, ndrop = 0;
+	size_t nruns = 0, ndrop = 0, nmark = 0;
+	bool can_move = (eng.uffd.features & UFFD_FEATURE_MOVE) && r->psize <= STAGE_BYTES;
 	bool again = false;
 	int first_err = 0;
 
@@ -258,24 +332,34 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 		u->dirty = v[i]->was_dirty;
 		u->evict = v[i]->state == PG_EVICTING;
 		u->wake = false;
+		u->dropped = 0;
+		u->npinned = 0;
 		u->ret = u->dirty ? wb_write(r, u, v) : 0;
 		u->written = u->dirty && u->ret == 0;
+		u->parked = u->written && can_move;
 		if (u->ret < 0 && u->ret != -EAGAIN && !first_err)
 			first_err = u->ret;
-		if (u->ret == 0 && u->evict)
+		if (u->ret == 0 && u->evict && !u->parked)
 			ndrop++;
+		if (u->parked || (u->ret == 0 && u->evict))
+			nmark++;
 		i += u->k;
 	}
-	if (ndrop > 0) {
-		/* From here a missing fault on these pages is our own drop, not
-		 * the application zapping them (see fault_refill_busy). */
+	if (nmark > 0) {
+		/* From here a missing fault on these pages is our own doing (a
+		 * drop, a move), not the application zapping them: see
+		 * fault_refill_busy. */
 		pthread_mutex_lock(&eng.lock);
 		for (size_t ri = 0; ri < nruns; ri++)
-			for (size_t j = 0; runs[ri].ret == 0 && runs[ri].evict && j < runs[ri].k; j++)
+			for (size_t j = 0; (runs[ri].parked || (runs[ri].ret == 0 && runs[ri].evict)) &&
+					   j < runs[ri].k; j++)
 				v[runs[ri].at + j]->dropping = 1;
 		pthread_mutex_unlock(&eng.lock);
-		wb_drop(r, runs, nruns);
 	}
+	if (can_move)
+		wb_pin_check(r, runs, nruns, v);
+	if (ndrop > 0)
+		wb_drop(r, runs, nruns);
 
 	pthread_mutex_lock(&eng.lock);
 	for (size_t ri = 0; ri < nruns; ri++) {
@@ -289,13 +373,20 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 
 			u->wake |= p->wake_needed;
 			p->wake_needed = 0;
-			/* Dropped, or unmapped by the application meanwhile. */
-			if ((u->ret == 0 && u->evict) || pg_dead(p)) {
+			/* Unmapped by the application meanwhile, or dropped. */
+			if (pg_dead(p) || (u->ret == 0 && u->evict && !p->pinned)) {
 				pg_remove(p);
+				u->dropped++;
 				continue;
 			}
-			/* Kept: clean if its data is in the store, else dirty still. */
-			pg_set_state(p, u->dirty && !u->written ? PG_DIRTY : PG_CLEAN);
+			/* Kept: clean if its data is in the store and nothing can be
+			 * writing it behind our back, else dirty still. */
+			pg_set_state(p, (u->dirty && !u->written) || p->pinned ? PG_DIRTY : PG_CLEAN);
+			if (p->pinned) {
+				p->referenced = 1; /* pinned: try others first next time */
+				u->npinned++;
+			}
+			p->pinned = 0;
 			p->was_dirty = 0;
 			p->dropping = 0;
 		}
@@ -309,13 +400,13 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 		again |= u->ret == -EAGAIN;
 		if (u->wake)
 			uffd_wake(&eng.uffd, u->addr, u->bytes);
-		if (u->ret == 0 && u->evict) {
-			atomic_fetch_add_explicit(&r->c.evictions, u->k, memory_order_relaxed);
+		if (u->dropped) {
+			atomic_fetch_add_explicit(&r->c.evictions, u->dropped, memory_order_relaxed);
 			if (u->dirty)
-				atomic_fetch_add_explicit(&r->c.dirty_evictions, u->k, memory_order_relaxed);
-		} else if (u->written) {
-			atomic_fetch_add_explicit(&r->c.flushed_pages, u->k, memory_order_relaxed);
+				atomic_fetch_add_explicit(&r->c.dirty_evictions, u->dropped, memory_order_relaxed);
 		}
+		if (u->written && !u->evict)
+			atomic_fetch_add_explicit(&r->c.flushed_pages, u->k, memory_order_relaxed);
 	}
 	free(runs);
 	return first_err ? first_err : again ? -EAGAIN : 0;

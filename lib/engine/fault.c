@@ -274,9 +274,21 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 				   ulog_errname(-ret));
 		uffd_wake(&eng.uffd, pg_addr(r, idx), pg_len(r, idx));
 	} else if (wp) {
-		/* Already dirty (a duplicate): make sure it is writable, which wakes. */
+		/* Dirty but protected: a duplicate, or a page whose write-back
+		 * kept it dirty while protected (its write failed, or it was
+		 * pinned).  Unprotect, which wakes; if the mm is changing, try
+		 * again after the events, never leave the writer asleep. */
+		int ret;
+
 		pthread_mutex_unlock(&eng.lock);
-		uffd_writeprotect(&eng.uffd, pg_addr(r, idx), pg_len(r, idx), false, false);
+		ret = uffd_writeprotect(&eng.uffd, pg_addr(r, idx), pg_len(r, idx), false, false);
+		if (ret == -EAGAIN) {
+			fault_defer_unlocked(addr, flags, tries + 1);
+			rg_put(r);
+			return false;
+		}
+		if (ret < 0)
+			uffd_wake(&eng.uffd, pg_addr(r, idx), pg_len(r, idx));
 	} else {
 		/* A missing fault on a page we hold: a duplicate of a fault already
 		 * served, or the page was zapped under us (MADV_DONTNEED by the

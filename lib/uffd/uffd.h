@@ -69,6 +69,15 @@ int uffd_unregister(struct uffd *u, uintptr_t start, size_t len);
 int uffd_copy(struct uffd *u, uintptr_t dst, const void *src, size_t len, bool wp, bool dontwake,
 	      size_t *copied);
 
+/*
+ * Move the pages of [src, src+len) to dst (UFFDIO_MOVE, Linux 6.8+; dst in
+ * a registered range, empty).  allow_holes: holes in src count as moved,
+ * else they stop the move with -ENOENT.  -EBUSY: a
+ * page is pinned (DMA or gup in flight) or shared; *moved says how many
+ * bytes were moved before the error.  -EOPNOTSUPP without the feature.
+ */
+int uffd_move(struct uffd *u, uintptr_t dst, uintptr_t src, size_t len, bool allow_holes, size_t *moved);
+
 /* Install zero pages over a range (wakes waiters). */
 int uffd_zeropage(struct uffd *u, uintptr_t start, size_t len);
 
