@@ -86,7 +86,7 @@ static size_t run_len(struct eng_page **v, size_t n, bool by_dirty)
  * a region that may not grow: bytes past the end of the file are not
  * written (mmap(2) drops them too).
  */
-static int wb_write_run(struct eng_region *r, uint64_t first, size_t npages, uint64_t *written)
+static int wb_write_run(struct eng_region *r, uint64_t first, size_t npages, uintptr_t src, uint64_t *written)
 {
 	uint64_t off = r->offset + (first << r->pshift), len = 0, data_end;
 	int ret;
@@ -105,9 +105,9 @@ static int wb_write_run(struct eng_region *r, uint64_t first, size_t npages, uin
 	*written = len;
 	if (len == 0)
 		return 0;
-	/* Straight from the protected page (see lib/util/sanitizer.h). */
+	/* From the protected page or its staging copy (lib/util/sanitizer.h). */
 	SAN_IGNORE_READS_BEGIN();
-	ret = store_write(r->store, (const void *)pg_addr(r, first), len, off);
+	ret = store_write(r->store, (const void *)src, len, off);
 	SAN_IGNORE_READS_END();
 	if (ret == 0 && r->growable) {
 		pthread_mutex_lock(&eng.lock);
@@ -126,7 +126,7 @@ struct wb_run {
 	bool dirty;       /* its pages were dirty when taken */
 	bool evict;       /* EVICTING (drop), else WRITEBACK (keep) */
 	bool wake;        /* someone waits on one of its pages */
-	bool parked;      /* written, then pin-checked by moving (wb_pin_check) */
+	bool parked;      /* dirty, written by moving it out first (wb_write_moved) */
 	size_t dropped;   /* pages removed at completion */
 	size_t npinned;   /* pages found pinned, kept dirty */
 	int ret;          /* 0, a store error, or -EAGAIN: not done, try again later */
@@ -189,110 +189,140 @@ static void wb_drop(struct eng_region *r, struct wb_run *runs, size_t nruns)
 }
 
 /*
- * Protect a run of dirty pages and write it to the store.  Returns 0, a
- * store error, or -EAGAIN when the address space moved under us (the mm
- * is changing, or the range was unmapped or moved): not the store's fault,
- * so it is retried later and never reported as a write error.
+ * Protect pages [first, first+k) of r, at addr (bytes long), and write
+ * them to the store straight from the region.  Returns 0, a store error,
+ * or -EAGAIN when the address space moved under us (the mm is changing,
+ * or the range was unmapped or moved): not the store's fault, so it is
+ * retried later and never reported as a write error.
  */
-static int wb_write(struct eng_region *r, struct wb_run *u, struct eng_page **v)
+static int wb_write_direct(struct eng_region *r, uint64_t first, size_t k, uintptr_t addr, size_t bytes)
 {
 	uint64_t written = 0;
-	int ret = uffd_writeprotect(&eng.uffd, u->addr, u->bytes, true, false);
+	int ret = uffd_writeprotect(&eng.uffd, addr, bytes, true, false);
 	bool ours = ret < 0; /* the failure is the ioctl's, not the store's */
 
 	if (ret == 0)
-		ret = wb_write_run(r, v[u->at]->index, u->k, &written);
+		ret = wb_write_run(r, first, k, addr, &written);
 	if (ret == 0) {
 		atomic_fetch_add_explicit(&r->c.bytes_written, written, memory_order_relaxed);
 		return 0;
 	}
 	/* Keep the data: unprotect (which wakes blocked writers) and leave the
 	 * pages dirty for a later try. */
-	int uret = uffd_writeprotect(&eng.uffd, u->addr, u->bytes, false, false);
+	int uret = uffd_writeprotect(&eng.uffd, addr, bytes, false, false);
 
 	if (ours || ret == -EFAULT) {
 		if (ret != -EAGAIN && ret != -ENOENT && ret != -EFAULT)
-			ulog_error("region %p: write-protecting %p: %s", (void *)r->base, (void *)u->addr,
+			ulog_error("region %p: write-protecting %p: %s", (void *)r->base, (void *)addr,
 				   ulog_errname(-ret));
 		return -EAGAIN;
 	}
 	if (uret < 0 && uret != -ENOENT && uret != -EAGAIN)
 		ulog_error("region %p: unprotect after failed write: %s", (void *)r->base, ulog_errname(-uret));
-	ulog_error("region %p: write-back of %zu bytes at store offset %llu failed: %s", (void *)r->base,
-		   u->bytes, (unsigned long long)(r->offset + (v[u->at]->index << r->pshift)),
-		   ulog_errname(-ret));
+	ulog_error("region %p: write-back of %zu bytes at store offset %llu failed: %s", (void *)r->base, bytes,
+		   (unsigned long long)(r->offset + (first << r->pshift)), ulog_errname(-ret));
 	atomic_fetch_add_explicit(&r->c.io_errors, 1, memory_order_relaxed);
 	return ret;
 }
 
 /*
- * A page written back can still be changing: a DMA into it (an O_DIRECT
- * or io_uring/libaio read, process_vm_writev) that pinned it before we
- * write-protected it writes through the pin, which write protection does
- * not see.  Dropping it would lose that data, and calling it clean would
- * lose it at the next eviction.  UFFDIO_MOVE refuses a pinned page
- * (EBUSY), so it is the test: each written dirty page is moved out to a
- * staging area.  One that moves is not pinned: to evict it, it stays
- * there until the area is cleared (its slot in the region is empty, as
- * after MADV_DONTNEED); to keep it, it moves straight back and is
- * write-protected again.  A pinned page stays DIRTY, so what the DMA
- * brings is written back later.  Pages are marked `dropping` meanwhile,
- * so a fault on the empty slot waits instead of refilling it.
+ * Write a run of dirty pages back by moving them out first.
+ *
+ * A page can change without a fault: a DMA into it (an O_DIRECT or
+ * io_uring/libaio read, process_vm_writev) writes through a page pin, which
+ * write protection does not see.  Writing such a page and then dropping
+ * it, or calling it clean, loses whatever the DMA writes after our write.
+ * UFFDIO_MOVE takes a page out of the region atomically and refuses a
+ * pinned one (EBUSY).  So each page is first moved to a staging area: once
+ * there it is not pinned and nothing can reach it, and it is written from
+ * there.  To evict, it then simply stays in staging until the area is
+ * cleared (its slot in the region is empty, as after MADV_DONTNEED); to
+ * keep it (flush), a write-protected copy is installed back with
+ * UFFDIO_COPY (moving it back would map it writable until a separate
+ * protect, and a write in between would be lost).  A page that does not
+ * move (pinned, partly zapped, or the mm is changing) is written straight
+ * from the region as before and stays DIRTY (`pinned`), so what a DMA
+ * brings is written later.  Pages are marked `dropping` by the caller, so
+ * a fault on an empty slot waits instead of refilling it.
  */
-static void wb_pin_check(struct eng_region *r, struct wb_run *runs, size_t nruns, struct eng_page **v)
+static int wb_write_moved(struct eng_region *r, struct wb_run *u, struct eng_page **v, struct stage *st,
+			  size_t *used)
 {
-	struct stage *st;
-	size_t used = 0;
+	uintptr_t sbase;
+	size_t off = 0;
+	int first_err = 0;
 
-	if (stage_get(&st) < 0)
-		return;
-	for (size_t ri = 0; ri < nruns; ri++) {
-		struct wb_run *u = &runs[ri];
-
-		if (!u->parked)
-			continue;
-		for (size_t j = 0; j < u->k; j++) {
-			struct eng_page *p = v[u->at + j];
-			uintptr_t a = pg_addr(r, p->index);
-			size_t len = pg_len(r, p->index), moved = 0, back = 0;
-			int ret;
-
-			if (used + len > STAGE_BYTES) {
-				stage_clear(st, used);
-				used = 0;
-			}
-			/* Evicting, a hole (a page the application zapped) may as
-			 * well move; kept pages must come back whole. */
-			ret = uffd_move(&eng.uffd, st->base + used, a, len, u->evict, &moved);
-			if (ret < 0) {
-				/* Pinned (EBUSY), partly zapped (ENOENT) or the mm is
-				 * changing (EAGAIN): put back what moved, keep it dirty. */
-				if (moved > 0 && uffd_move(&eng.uffd, a, st->base + used, moved, true, &back) < 0) {
-					ulog_error("region %p: cannot move page %p back from staging",
-						   (void *)r->base, (void *)a);
-					used += len; /* whatever stayed there is cleared with the rest */
-				}
-				p->pinned = 1;
-				continue;
-			}
-			used += len; /* cleared with the staging area */
-			if (u->evict)
-				continue;
-			/* Kept: install a write-protected copy at once.  Moving it back
-			 * would map it writable until a separate protect, and a write
-			 * in between would be lost when we then call it clean.  The
-			 * staging page is present, so the copy cannot fault. */
-			ret = uffd_copy(&eng.uffd, a, (const void *)(st->base + used - len), len, eng.uffd.can_wp,
-					true, NULL);
-			if (ret < 0) {
-				ulog_error("region %p: reinstalling page %p after write-back: %s", (void *)r->base,
-					   (void *)a, ulog_errname(-ret));
-				p->pinned = 1; /* its slot stays empty: the next fault refills it */
-			}
-		}
+	if (*used + u->bytes > STAGE_BYTES) {
+		stage_clear(st, *used);
+		*used = 0;
 	}
-	stage_clear(st, used);
-	stage_put(st);
+	sbase = st->base + *used;
+	*used += u->bytes;
+	for (size_t j = 0; j < u->k; j++) {
+		struct eng_page *p = v[u->at + j];
+		size_t len = pg_len(r, p->index), moved = 0, back = 0;
+
+		if (uffd_move(&eng.uffd, sbase + off, pg_addr(r, p->index), len, false, &moved) < 0) {
+			if (moved > 0 && uffd_move(&eng.uffd, pg_addr(r, p->index), sbase + off, moved, true, &back) < 0)
+				ulog_error("region %p: cannot move page %p back from staging", (void *)r->base,
+					   (void *)pg_addr(r, p->index));
+			p->pinned = 1;
+		}
+		off += len;
+	}
+	/* A page that stayed is written from the region, and may have been
+	 * zapped by the application (ENOENT above): its slot is no longer
+	 * ours to keep empty, so a fault there (our own write's) refills it. */
+	pthread_mutex_lock(&eng.lock);
+	for (size_t j = 0; j < u->k; j++)
+		if (v[u->at + j]->pinned)
+			v[u->at + j]->dropping = 0;
+	pthread_mutex_unlock(&eng.lock);
+
+	/* Write maximal stretches alike: moved ones from staging, the others
+	 * from the region. */
+	off = 0;
+	for (size_t j = 0; j < u->k;) {
+		struct eng_page *p = v[u->at + j];
+		bool pinned = p->pinned;
+		size_t k = 1, bytes = pg_len(r, p->index);
+		uint64_t written = 0;
+		int ret;
+
+		while (j + k < u->k && v[u->at + j + k]->pinned == pinned)
+			bytes += pg_len(r, v[u->at + j + k]->index), k++;
+		if (pinned) {
+			ret = wb_write_direct(r, p->index, k, pg_addr(r, p->index), bytes);
+		} else {
+			ret = wb_write_run(r, p->index, k, sbase + off, &written);
+			if (ret == 0)
+				atomic_fetch_add_explicit(&r->c.bytes_written, written, memory_order_relaxed);
+			else
+				atomic_fetch_add_explicit(&r->c.io_errors, 1, memory_order_relaxed);
+			/* Kept, or not written: put a protected copy back. */
+			if (!u->evict || ret < 0) {
+				int cret = uffd_copy(&eng.uffd, pg_addr(r, p->index), (const void *)(sbase + off),
+						     bytes, eng.uffd.can_wp, true, NULL);
+
+				if (cret < 0)
+					ulog_error("region %p: reinstalling %zu bytes at %p after write-back: %s",
+						   (void *)r->base, bytes, (void *)pg_addr(r, p->index),
+						   ulog_errname(-cret));
+				for (size_t t = 0; ret < 0 && t < k; t++)
+					v[u->at + j + t]->pinned = 1; /* dirty still */
+			}
+			if (ret < 0)
+				ulog_error("region %p: write-back of %zu bytes at store offset %llu failed: %s",
+					   (void *)r->base, bytes,
+					   (unsigned long long)(r->offset + (p->index << r->pshift)),
+					   ulog_errname(-ret));
+		}
+		if (ret < 0 && !first_err)
+			first_err = ret;
+		off += bytes;
+		j += k;
+	}
+	return first_err;
 }
 
 /*
@@ -304,8 +334,9 @@ static void wb_pin_check(struct eng_region *r, struct wb_run *runs, size_t nruns
 static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 {
 	struct wb_run *runs = malloc(n * sizeof(*runs));
-	size_t nruns = 0, ndrop = 0, nmark = 0;
+	size_t nruns = 0, ndrop = 0, nmark = 0, used = 0;
 	bool can_move = (eng.uffd.features & UFFD_FEATURE_MOVE) && r->psize <= STAGE_BYTES;
+	struct stage *st = NULL;
 	bool again = false;
 	int first_err = 0;
 
@@ -327,21 +358,21 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 		u->k = run_len(v + i, n - i, true);
 		u->addr = pg_addr(r, v[i]->index);
 		u->bytes = 0;
-		for (size_t j = 0; j < u->k; j++)
+		for (size_t j = 0; j < u->k; j++) {
+			if (can_move && j > 0 && u->bytes + pg_len(r, v[i]->index + j) > STAGE_BYTES) {
+				u->k = j; /* a run must fit in one staging area */
+				break;
+			}
 			u->bytes += pg_len(r, v[i]->index + j);
+		}
 		u->dirty = v[i]->was_dirty;
 		u->evict = v[i]->state == PG_EVICTING;
+		u->parked = u->dirty && can_move;
 		u->wake = false;
 		u->dropped = 0;
 		u->npinned = 0;
-		u->ret = u->dirty ? wb_write(r, u, v) : 0;
-		u->written = u->dirty && u->ret == 0;
-		u->parked = u->written && can_move;
-		if (u->ret < 0 && u->ret != -EAGAIN && !first_err)
-			first_err = u->ret;
-		if (u->ret == 0 && u->evict && !u->parked)
-			ndrop++;
-		if (u->parked || (u->ret == 0 && u->evict))
+		u->ret = 0;
+		if (u->parked || u->evict)
 			nmark++;
 		i += u->k;
 	}
@@ -351,15 +382,34 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 		 * fault_refill_busy. */
 		pthread_mutex_lock(&eng.lock);
 		for (size_t ri = 0; ri < nruns; ri++)
-			for (size_t j = 0; (runs[ri].parked || (runs[ri].ret == 0 && runs[ri].evict)) &&
-					   j < runs[ri].k; j++)
+			for (size_t j = 0; (runs[ri].parked || runs[ri].evict) && j < runs[ri].k; j++)
 				v[runs[ri].at + j]->dropping = 1;
 		pthread_mutex_unlock(&eng.lock);
 	}
-	if (can_move)
-		wb_pin_check(r, runs, nruns, v);
+	if (can_move && stage_get(&st) < 0) {
+		can_move = false;
+		for (size_t ri = 0; ri < nruns; ri++)
+			runs[ri].parked = false;
+	}
+	for (size_t ri = 0; ri < nruns; ri++) {
+		struct wb_run *u = &runs[ri];
+
+		if (u->parked)
+			u->ret = wb_write_moved(r, u, v, st, &used);
+		else if (u->dirty)
+			u->ret = wb_write_direct(r, v[u->at]->index, u->k, u->addr, u->bytes);
+		u->written = u->dirty && u->ret == 0;
+		if (u->ret < 0 && u->ret != -EAGAIN && !first_err)
+			first_err = u->ret;
+		if (u->ret == 0 && u->evict && !u->parked)
+			ndrop++;
+	}
 	if (ndrop > 0)
 		wb_drop(r, runs, nruns);
+	if (st) {
+		stage_clear(st, used);
+		stage_put(st);
+	}
 
 	pthread_mutex_lock(&eng.lock);
 	for (size_t ri = 0; ri < nruns; ri++) {
@@ -373,15 +423,17 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 
 			u->wake |= p->wake_needed;
 			p->wake_needed = 0;
-			/* Unmapped by the application meanwhile, or dropped. */
-			if (pg_dead(p) || (u->ret == 0 && u->evict && !p->pinned)) {
+			/* Unmapped by the application meanwhile, or dropped: a parked
+			 * page that moved out is gone from the region whatever its
+			 * run's outcome (a failed write put it back `pinned`). */
+			if (pg_dead(p) || (u->evict && !p->pinned && (u->parked || u->ret == 0))) {
 				pg_remove(p);
 				u->dropped++;
 				continue;
 			}
 			/* Kept: clean if its data is in the store and nothing can be
 			 * writing it behind our back, else dirty still. */
-			pg_set_state(p, (u->dirty && !u->written) || p->pinned ? PG_DIRTY : PG_CLEAN);
+			pg_set_state(p, p->pinned || (u->dirty && !u->parked && !u->written) ? PG_DIRTY : PG_CLEAN);
 			if (p->pinned) {
 				p->referenced = 1; /* pinned: try others first next time */
 				u->npinned++;
