@@ -71,7 +71,14 @@ struct umapd_stats {
 	uint64_t latency_max_ns;  /* fault-service latency, worst seen */
 	uint64_t regions;         /* regions mapped now (process stats only) */
 	uint64_t budget_bytes;    /* the budget in force (process stats only) */
-	uint64_t reserved[8];
+	uint64_t pinned_pages;    /* write-backs that found the page pinned by a DMA or
+				   * gup in flight: written, but kept resident and dirty */
+	uint64_t stuck_faults;    /* faults outstanding longer than UMAPD_FAULT_TIMEOUT
+				   * (each logged once with its region, page and state) */
+	uint64_t evict_mode;      /* process stats only: UMAPD_EVICT_DIRECT or
+				   * UMAPD_EVICT_BOUNCE, how pages that cannot be moved
+				   * out are written back (UMAPD_EVICT_COPY); 0 before start */
+	uint64_t reserved[5];
 };
 
 /*
@@ -86,6 +93,12 @@ struct umapd_stats {
  *   UMAPD_EVICTORS    eviction threads, 1..64                                 (default 1)
  *   UMAPD_READ_AHEAD  default max read-ahead window in pages, 0..4096         (default 32)
  *   UMAPD_LOG_LEVEL   error|warn|info|debug, or 0..3                          (default warn)
+ *   UMAPD_EVICT_COPY  auto|direct|bounce: how a dirty page that cannot be moved
+ *                     out of the region is written back: straight from its
+ *                     write-protected mapping, or from a CPU copy; auto asks the
+ *                     kernel probe (umapd_kernel_probe); before start only (default auto)
+ *   UMAPD_FAULT_TIMEOUT  milliseconds after which an outstanding fault is logged
+ *                     and counted in stuck_faults; 0 turns the watchdog off  (default 10000)
  *   UMAPD_USER_MODE_ONLY  1: ask the kernel for user-mode-only faults, which an
  *                     unprivileged process may have even when
  *                     vm.unprivileged_userfaultfd is 0; read(2)/write(2) into
@@ -110,13 +123,15 @@ int umapd_init(void);
  * time (a smaller budget makes the evictors catch up); UMAPD_FILLERS and
  * UMAPD_EVICTORS only before the engine starts.
  * Errors: EINVAL (unknown name, malformed value, high water <= low water),
- * EBUSY (thread counts after start), EFAULT (NULL name or value).
+ * EBUSY (thread counts or UMAPD_EVICT_COPY after start), EFAULT (NULL name
+ * or value).
  */
 int umapd_config_set(const char *name, const char *value);
 
 /*
  * Write the current value of a setting, in its environment syntax (sizes in
- * plain bytes), into buf.  Returns the length written.
+ * plain bytes), into buf, which needs room for the terminating NUL too.
+ * Returns the length written, not counting the NUL.
  * Errors: EINVAL (unknown name), ERANGE (buf too small), EFAULT (NULL).
  */
 int umapd_config_get(const char *name, char *buf, size_t buflen);
@@ -130,7 +145,7 @@ size_t umapd_get_bufsize(void);
  * addr: NULL lets umapd choose; with UMAPD_FIXED it must be page aligned and
  * the range is placed there.  prot: PROT_READ, optionally | PROT_WRITE
  * (writes are written back to the file; fd must then be open O_RDWR).
- * flags: 0, UMAPD_FIXED, UMAPD_GROWABLE.  offset: a multiple of the region's
+ * flags: 0, UMAPD_FIXED, UMAPD_GROWABLE (needs PROT_WRITE).  offset: a multiple of the region's
  * page size.  length: any size > 0; bytes past the end of the file read as
  * zeros and are not written back (so the file never grows) unless the region
  * is UMAPD_GROWABLE.  fd may be closed after the call (umapd keeps a dup).
@@ -145,6 +160,9 @@ size_t umapd_get_bufsize(void);
  *   EOVERFLOW offset + length overflows
  *   EPERM   userfaultfd is not permitted for this process (see the log)
  *   ENOMEM  no address space or memory
+ *   ENOTSUP PROT_WRITE, but the kernel's userfaultfd has no write protection
+ *   EEXIST  UMAPD_FIXED at an address that an existing region still spans
+ *           (a hole the application munmap()ed inside a region)
  */
 void *umapd_map(void *addr, size_t length, int prot, int flags, int fd, off_t offset,
 		const struct umapd_region_opts *opts);

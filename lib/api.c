@@ -253,6 +253,8 @@ static void region_retire(struct eng_region *r)
 	ADD(readahead_pages);
 	ADD(io_errors);
 	ADD(fault_wait_budget);
+	ADD(pinned_pages);
+	ADD(stuck_faults);
 #undef ADD
 	lat_merge(eng.retired_lat, &r->lat);
 	if (s.latency_max_ns > eng.retired_lat_max)

@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "probe/probe.h"
 #include "util/log.h"
 
 /* Every setting: its name and the sentence that says what it accepts. */
@@ -23,6 +24,8 @@ static const struct {
 	{ "UMAPD_EVICTORS", "an integer 1..64" },
 	{ "UMAPD_READ_AHEAD", "an integer number of pages 0..4096" },
 	{ "UMAPD_LOG_LEVEL", "error, warn, info or debug (or 0..3)" },
+	{ "UMAPD_EVICT_COPY", "auto, direct or bounce" },
+	{ "UMAPD_FAULT_TIMEOUT", "an integer number of milliseconds 0..86400000 (0: off)" },
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -40,6 +43,8 @@ void cfg_defaults(struct eng_config *c)
 	c->evictors = 1;
 	c->read_ahead = 32;
 	c->log_level = ULOG_WARN;
+	c->evict_copy = 0;
+	c->fault_timeout_ms = 10000;
 }
 
 static int find_setting(const char *name)
@@ -178,6 +183,19 @@ static int set_one(struct eng_config *c, int which, const char *v)
 		return 0;
 	case 7:
 		return parse_level(v, &c->log_level);
+	case 8: {
+		int m = probe_evict_copy_parse(v, NULL, 0);
+
+		if (m < 0 || !*v)
+			return -EINVAL;
+		c->evict_copy = m;
+		return 0;
+	}
+	case 9:
+		if (parse_range(v, 0, 86400000, &x) < 0)
+			return -EINVAL;
+		c->fault_timeout_ms = (unsigned)x;
+		return 0;
 	}
 	return -EINVAL;
 }
@@ -215,6 +233,9 @@ int cfg_get(const struct eng_config *c, const char *name, char *buf, size_t bufl
 	case 5: n = snprintf(tmp, sizeof(tmp), "%u", c->evictors); break;
 	case 6: n = snprintf(tmp, sizeof(tmp), "%ld", c->read_ahead); break;
 	case 7: n = snprintf(tmp, sizeof(tmp), "%s", levels[c->log_level]); break;
+	case 8: n = snprintf(tmp, sizeof(tmp), "%s", c->evict_copy == UMAPD_EVICT_DIRECT ? "direct" :
+						    c->evict_copy == UMAPD_EVICT_BOUNCE ? "bounce" : "auto"); break;
+	case 9: n = snprintf(tmp, sizeof(tmp), "%u", c->fault_timeout_ms); break;
 	default: return -EINVAL;
 	}
 	if ((size_t)n + 1 > buflen)
@@ -227,7 +248,7 @@ int cfg_from_env(struct eng_config *c)
 {
 	/* Water marks are checked against each other, so set them in an order
 	 * that cannot fail on a valid pair: widen first, then narrow. */
-	static const int order[] = { 0, 1, 4, 5, 6, 7 };
+	static const int order[] = { 0, 1, 4, 5, 6, 7, 8, 9 };
 	const char *hi = getenv("UMAPD_HIGH_WATER"), *lo = getenv("UMAPD_LOW_WATER");
 	char why[256];
 

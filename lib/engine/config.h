@@ -20,6 +20,8 @@ struct eng_config {
 	unsigned evictors;    /* eviction threads */
 	long read_ahead;      /* default max window in pages */
 	int log_level;        /* enum ulog_level */
+	int evict_copy;       /* 0 auto, UMAPD_EVICT_DIRECT, UMAPD_EVICT_BOUNCE */
+	unsigned fault_timeout_ms; /* pager watchdog; 0: off */
 };
 
 /* The defaults documented in umapd.h. */

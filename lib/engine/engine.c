@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "engine/engine.h"
+#include "probe/probe.h"
 #include "util/log.h"
 
 struct engine eng = {
@@ -44,6 +45,7 @@ static int cfg_load_locked(void)
 	atomic_store(&eng.budget, eng.cfg.bufsize);
 	atomic_store(&eng.high_pct, eng.cfg.high_water);
 	atomic_store(&eng.low_pct, eng.cfg.low_water);
+	atomic_store(&eng.fault_timeout_ms, eng.cfg.fault_timeout_ms);
 	return 0;
 }
 
@@ -110,9 +112,18 @@ static int eng_start_locked(void)
 	pthread_mutex_lock(&eng.cfg_lock);
 	ret = cfg_load_locked();
 	unsigned nf = eng.cfg.fillers, ne = eng.cfg.evictors;
+	int evict_copy = eng.cfg.evict_copy;
 	pthread_mutex_unlock(&eng.cfg_lock);
 	if (ret < 0)
 		return ret;
+
+	/* The kernel probe forks its checks from this (the caller's) thread,
+	 * before our userfaultfd and threads exist (DESIGN.md invariant 1). */
+	if (evict_copy == 0)
+		evict_copy = probe_evict_mode();
+	if (evict_copy < 0)
+		return evict_copy;
+	eng.evict_bounce = evict_copy == UMAPD_EVICT_BOUNCE;
 
 	eng.sys_psize = (size_t)sysconf(_SC_PAGESIZE);
 	eng.pid = getpid();
@@ -173,7 +184,8 @@ int eng_config_set(const char *name, const char *value)
 	pthread_mutex_lock(&eng.init_lock); /* eng.started is stable while held */
 	pthread_mutex_lock(&eng.cfg_lock);
 	ret = cfg_load_locked();
-	if (ret == 0 && eng.started && (!strcmp(name, "UMAPD_FILLERS") || !strcmp(name, "UMAPD_EVICTORS")))
+	if (ret == 0 && eng.started && (!strcmp(name, "UMAPD_FILLERS") || !strcmp(name, "UMAPD_EVICTORS") ||
+					!strcmp(name, "UMAPD_EVICT_COPY")))
 		ret = -EBUSY;
 	if (ret == 0) {
 		c = eng.cfg;
@@ -187,6 +199,7 @@ int eng_config_set(const char *name, const char *value)
 		atomic_store(&eng.budget, c.bufsize);
 		atomic_store(&eng.high_pct, c.high_water);
 		atomic_store(&eng.low_pct, c.low_water);
+		atomic_store(&eng.fault_timeout_ms, c.fault_timeout_ms);
 	}
 	pthread_mutex_unlock(&eng.cfg_lock);
 	pthread_mutex_unlock(&eng.init_lock);
@@ -228,6 +241,8 @@ static void counters_add(struct umapd_stats *o, const struct eng_counters *c)
 	ADD(readahead_pages);
 	ADD(io_errors);
 	ADD(fault_wait_budget);
+	ADD(pinned_pages);
+	ADD(stuck_faults);
 #undef ADD
 }
 
@@ -281,5 +296,7 @@ void eng_stats(struct umapd_stats *out)
 	out->dirty_bytes = atomic_load_explicit(&eng.dirty_now, memory_order_relaxed);
 	out->meta_bytes = atomic_load_explicit(&eng.meta_now, memory_order_relaxed);
 	out->budget_bytes = atomic_load_explicit(&eng.budget, memory_order_relaxed);
+	if (eng.started)
+		out->evict_mode = eng.evict_bounce ? UMAPD_EVICT_BOUNCE : UMAPD_EVICT_DIRECT;
 	stats_finish(out, lat, max);
 }

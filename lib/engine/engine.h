@@ -70,6 +70,7 @@ struct eng_counters {
 	_Atomic uint64_t fills, evictions, dirty_evictions, flushed_pages;
 	_Atomic uint64_t bytes_read, bytes_written, readahead_pages, io_errors;
 	_Atomic uint64_t fault_wait_budget;
+	_Atomic uint64_t pinned_pages, stuck_faults;
 };
 
 struct eng_region {
@@ -110,6 +111,14 @@ struct eng_hole {
 	uintptr_t start, end;
 };
 
+/* A fault not served at once (waiting on a busy page or deferred), kept so
+ * the watchdog can report one that waits too long.  Under eng.lock. */
+struct eng_waiter {
+	uintptr_t addr;         /* system page */
+	uint64_t since;         /* lat_now_ns() when first seen */
+	bool logged;
+};
+
 /* A fault the fillers could not serve yet (no budget, EAGAIN, or an
  * address no region claims until pending events are read). */
 struct eng_deferred {
@@ -139,6 +148,8 @@ struct engine {
 	/* Hot settings mirrored from cfg for lock-free reads. */
 	_Atomic uint64_t budget;
 	_Atomic unsigned high_pct, low_pct;
+	_Atomic unsigned fault_timeout_ms;
+	bool evict_bounce;             /* set at start: write unmovable pages from a CPU copy */
 
 	pthread_rwlock_t regions_lock;
 	struct eng_region **regions;   /* sorted by base */
@@ -155,6 +166,8 @@ struct engine {
 	size_t ndeferred, cap_deferred;
 	struct eng_prefetch *prefetch_head, *prefetch_tail;
 	struct eng_region *zombies;    /* gone regions waiting to be freed */
+	struct eng_waiter *waiters;    /* faults not served at once, for the watchdog */
+	size_t nwaiters;
 	unsigned evict_waiters;        /* fault waits recorded for the log */
 	_Atomic bool stopping;
 
@@ -251,6 +264,9 @@ void *filler_main(void *arg);
 /* Read pending messages now: handle events, defer faults.  For a thread
  * whose ioctl met EAGAIN (mm changing): the event must be read first. */
 void fault_drain(void);
+/* The pager watchdog: log and count faults outstanding too long.  Called
+ * by an evictor every few hundred milliseconds; takes the locks itself. */
+void fault_watchdog(void);
 int fault_prefetch(struct eng_region *r, uint64_t first, uint64_t end);
 
 #endif

@@ -189,6 +189,42 @@ static void wb_drop(struct eng_region *r, struct wb_run *runs, size_t nruns)
 }
 
 /*
+ * Write pages [first, first+k) of r (at addr) from a CPU copy, a bounce
+ * buffer at a time: for kernels where write()/pwrite() straight out of a
+ * write-protected page can hang (the gup read-COW bug of seed 001,
+ * UMAPD_EVICT_COPY=bounce).  The pages are present and write-protected,
+ * so reading them cannot fault; a page the application zapped faults,
+ * and a filler puts the store's data back (fault_refill_busy).
+ */
+#define BOUNCE_CHUNK ((size_t)1 << 20)
+
+static int wb_write_bounced(struct eng_region *r, uint64_t first, size_t k, uintptr_t addr, uint64_t *written)
+{
+	size_t cap = r->psize > BOUNCE_CHUNK ? r->psize : BOUNCE_CHUNK;
+	void *buf = NULL;
+	int ret = 0;
+
+	*written = 0;
+	if (posix_memalign(&buf, eng.sys_psize, cap) != 0)
+		return -ENOMEM;
+	for (size_t j = 0; j < k && ret == 0;) {
+		size_t n = 0, bytes = 0;
+		uint64_t w = 0;
+
+		while (j + n < k && (n == 0 || bytes + pg_len(r, first + j + n) <= cap))
+			bytes += pg_len(r, first + j + n), n++;
+		SAN_IGNORE_READS_BEGIN();
+		memcpy(buf, (const void *)(addr + (j << r->pshift)), bytes);
+		SAN_IGNORE_READS_END();
+		ret = wb_write_run(r, first + j, n, (uintptr_t)buf, &w);
+		*written += w;
+		j += n;
+	}
+	free(buf);
+	return ret;
+}
+
+/*
  * Protect pages [first, first+k) of r, at addr (bytes long), and write
  * them to the store straight from the region.  Returns 0, a store error,
  * or -EAGAIN when the address space moved under us (the mm is changing,
@@ -202,7 +238,8 @@ static int wb_write_direct(struct eng_region *r, uint64_t first, size_t k, uintp
 	bool ours = ret < 0; /* the failure is the ioctl's, not the store's */
 
 	if (ret == 0)
-		ret = wb_write_run(r, first, k, addr, &written);
+		ret = eng.evict_bounce ? wb_write_bounced(r, first, k, addr, &written)
+				       : wb_write_run(r, first, k, addr, &written);
 	if (ret == 0) {
 		atomic_fetch_add_explicit(&r->c.bytes_written, written, memory_order_relaxed);
 		return 0;
@@ -262,7 +299,11 @@ static int wb_write_moved(struct eng_region *r, struct wb_run *u, struct eng_pag
 		struct eng_page *p = v[u->at + j];
 		size_t len = pg_len(r, p->index), moved = 0, back = 0;
 
-		if (uffd_move(&eng.uffd, sbase + off, pg_addr(r, p->index), len, false, &moved) < 0) {
+		int mret = uffd_move(&eng.uffd, sbase + off, pg_addr(r, p->index), len, false, &moved);
+
+		if (mret == -EBUSY)
+			atomic_fetch_add_explicit(&r->c.pinned_pages, 1, memory_order_relaxed);
+		if (mret < 0) {
 			if (moved > 0 && uffd_move(&eng.uffd, pg_addr(r, p->index), sbase + off, moved, true, &back) < 0)
 				ulog_error("region %p: cannot move page %p back from staging", (void *)r->base,
 					   (void *)pg_addr(r, p->index));
@@ -331,7 +372,7 @@ static int wb_write_moved(struct eng_region *r, struct wb_run *u, struct eng_pag
  * EVICTING ones whose data is safe.  Returns 0, the first store error, or
  * -EAGAIN if some pages could not be done now and are back as they were.
  */
-static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
+static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n, uint64_t *freed)
 {
 	struct wb_run *runs = malloc(n * sizeof(*runs));
 	size_t nruns = 0, ndrop = 0, nmark = 0, used = 0;
@@ -372,17 +413,16 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 		u->dropped = 0;
 		u->npinned = 0;
 		u->ret = 0;
-		if (u->parked || u->evict)
+		if (u->parked)
 			nmark++;
 		i += u->k;
 	}
 	if (nmark > 0) {
-		/* From here a missing fault on these pages is our own doing (a
-		 * drop, a move), not the application zapping them: see
-		 * fault_refill_busy. */
+		/* From here a missing fault on these pages is our own move, not
+		 * the application zapping them: see fault_refill_busy. */
 		pthread_mutex_lock(&eng.lock);
 		for (size_t ri = 0; ri < nruns; ri++)
-			for (size_t j = 0; (runs[ri].parked || runs[ri].evict) && j < runs[ri].k; j++)
+			for (size_t j = 0; runs[ri].parked && j < runs[ri].k; j++)
 				v[runs[ri].at + j]->dropping = 1;
 		pthread_mutex_unlock(&eng.lock);
 	}
@@ -404,8 +444,16 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 		if (u->ret == 0 && u->evict && !u->parked)
 			ndrop++;
 	}
-	if (ndrop > 0)
+	if (ndrop > 0) {
+		/* The same for the drop, now that the writes are done (a write
+		 * from a zapped page needs its refill). */
+		pthread_mutex_lock(&eng.lock);
+		for (size_t ri = 0; ri < nruns; ri++)
+			for (size_t j = 0; runs[ri].ret == 0 && runs[ri].evict && !runs[ri].parked && j < runs[ri].k; j++)
+				v[runs[ri].at + j]->dropping = 1;
+		pthread_mutex_unlock(&eng.lock);
 		wb_drop(r, runs, nruns);
+	}
 	if (st) {
 		stage_clear(st, used);
 		stage_put(st);
@@ -453,6 +501,8 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 		if (u->wake)
 			uffd_wake(&eng.uffd, u->addr, u->bytes);
 		if (u->dropped) {
+			if (freed)
+				*freed += (uint64_t)u->dropped << r->pshift;
 			atomic_fetch_add_explicit(&r->c.evictions, u->dropped, memory_order_relaxed);
 			if (u->dirty)
 				atomic_fetch_add_explicit(&r->c.dirty_evictions, u->dropped, memory_order_relaxed);
@@ -464,9 +514,12 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n)
 	return first_err ? first_err : again ? -EAGAIN : 0;
 }
 
-/* Evict a batch picked by the CLOCK: group by region, then write and drop. */
-static void evict_batch(struct eng_page **v, size_t n)
+/* Evict a batch picked by the CLOCK: group by region, then write and drop.
+ * Returns how many resident bytes it freed. */
+static uint64_t evict_batch(struct eng_page **v, size_t n)
 {
+	uint64_t freed = 0;
+
 	qsort(v, n, sizeof(*v), cmp_page);
 	for (size_t i = 0; i < n;) {
 		struct eng_region *r = v[i]->region;
@@ -474,20 +527,29 @@ static void evict_batch(struct eng_page **v, size_t n)
 
 		while (i + k < n && v[i + k]->region == r)
 			k++;
-		wb_pages(r, v + i, k);
+		wb_pages(r, v + i, k, &freed);
 		for (size_t j = 0; j < k; j++)
 			rg_put(r);
 		i += k;
 	}
+	return freed;
 }
 
 void *evictor_main(void *arg)
 {
 	struct eng_page *v[EVICT_BATCH];
+	uint64_t last_watch = 0;
+	unsigned id = (unsigned)(uintptr_t)arg;
 
-	(void)arg;
 	pthread_mutex_lock(&eng.lock);
 	while (!eng.stopping) {
+		/* The first evictor also runs the pager watchdog, twice a second. */
+		if (id == 0 && eng.nwaiters > 0 && lat_now_ns() - last_watch > 500000000u) {
+			last_watch = lat_now_ns();
+			pthread_mutex_unlock(&eng.lock);
+			fault_watchdog();
+			pthread_mutex_lock(&eng.lock);
+		}
 		uint64_t budget = atomic_load(&eng.budget);
 
 		if (eng.resident_bytes > eng_high_mark() ||
@@ -501,8 +563,12 @@ void *evictor_main(void *arg)
 				if (n == 0)
 					break;
 				pthread_mutex_unlock(&eng.lock);
-				evict_batch(v, n);
+				uint64_t freed = evict_batch(v, n);
 				pthread_mutex_lock(&eng.lock);
+				/* Nothing freed (pinned pages, failing writes): pause
+				 * rather than spin on them. */
+				if (freed == 0)
+					break;
 				progress = true;
 			}
 			if (eng.ndeferred > 0)
@@ -585,7 +651,7 @@ int wb_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict)
 			if (c.n > 0) {
 				pthread_mutex_unlock(&eng.lock);
 				qsort(c.v, c.n, sizeof(*c.v), cmp_page);
-				err = wb_pages(r, c.v, c.n);
+				err = wb_pages(r, c.v, c.n, NULL);
 				wrote = true;
 				if (err == -EAGAIN) {
 					/* The mm was changing (an event is being read) or the

@@ -28,6 +28,86 @@ struct filler {
 	int ep;
 };
 
+#define MAX_WAITERS 1024
+
+/* Remember a fault that waits (under eng.lock); the table is bounded and a
+ * full one simply stops recording. */
+static void waiter_note(uintptr_t addr)
+{
+	addr &= ~(uintptr_t)(eng.sys_psize - 1);
+	for (size_t i = 0; i < eng.nwaiters; i++)
+		if (eng.waiters[i].addr == addr)
+			return;
+	if (!eng.waiters) {
+		eng.waiters = calloc(MAX_WAITERS, sizeof(*eng.waiters));
+		if (!eng.waiters)
+			return;
+	}
+	if (eng.nwaiters < MAX_WAITERS)
+		eng.waiters[eng.nwaiters++] = (struct eng_waiter){ .addr = addr, .since = lat_now_ns() };
+}
+
+static const char *state_name(int s)
+{
+	static const char *const names[] = { "absent", "filling", "clean", "dirty", "unprotecting",
+					     "writeback", "evicting" };
+
+	return s >= 0 && s <= PG_EVICTING ? names[s] : "?";
+}
+
+void fault_watchdog(void)
+{
+	uint64_t limit = (uint64_t)atomic_load_explicit(&eng.fault_timeout_ms, memory_order_relaxed) * 1000000u;
+	uint64_t now = lat_now_ns();
+
+	for (size_t i = 0;; i++) {
+		struct eng_waiter w;
+		struct eng_region *r;
+		struct eng_page *p;
+		bool waiting = false;
+		int state = 0;
+
+		pthread_mutex_lock(&eng.lock);
+		if (i >= eng.nwaiters) {
+			pthread_mutex_unlock(&eng.lock);
+			return;
+		}
+		w = eng.waiters[i];
+		pthread_mutex_unlock(&eng.lock);
+
+		/* Still waiting: on a busy page, or in the deferred list. */
+		r = rg_get(w.addr);
+		pthread_mutex_lock(&eng.lock);
+		p = r ? pg_lookup(r, (w.addr - r->base) >> r->pshift) : NULL;
+		if (p && pg_busy(p->state)) {
+			waiting = true;
+			state = p->state;
+		}
+		for (size_t d = 0; !waiting && d < eng.ndeferred; d++)
+			waiting = (eng.deferred[d].addr & ~(uintptr_t)(eng.sys_psize - 1)) == w.addr;
+		if (!waiting) {
+			eng.waiters[i] = eng.waiters[--eng.nwaiters];
+			i--;
+		} else if (limit && now - w.since > limit && !eng.waiters[i].logged) {
+			eng.waiters[i].logged = true;
+			pthread_mutex_unlock(&eng.lock);
+			if (r)
+				atomic_fetch_add_explicit(&r->c.stuck_faults, 1, memory_order_relaxed);
+			ulog_error("fault at %p outstanding for %llu ms: region %p, page %llu, %s%s",
+				   (void *)w.addr, (unsigned long long)((now - w.since) / 1000000),
+				   r ? (void *)r->base : NULL,
+				   r ? (unsigned long long)((w.addr - r->base) >> r->pshift) : 0ull,
+				   p ? "page " : "", p ? state_name(state) : "deferred (waiting for memory or events)");
+			if (r)
+				rg_put(r);
+			continue;
+		}
+		pthread_mutex_unlock(&eng.lock);
+		if (r)
+			rg_put(r);
+	}
+}
+
 /* Defer a fault (under eng.lock).  Returns false if even that failed. */
 static bool fault_defer(uintptr_t addr, uint64_t flags, unsigned tries)
 {
@@ -41,6 +121,7 @@ static bool fault_defer(uintptr_t addr, uint64_t flags, unsigned tries)
 		eng.cap_deferred = cap;
 	}
 	eng.deferred[eng.ndeferred++] = (struct eng_deferred){ .addr = addr, .flags = flags, .tries = tries };
+	waiter_note(addr);
 	eng_kick_evictors();
 	return true;
 }
@@ -238,6 +319,7 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 
 		/* Its owner wakes the waiters when it is done. */
 		p->wake_needed = 1;
+		waiter_note(addr);
 		pthread_mutex_unlock(&eng.lock);
 		if (zapped && fault_refill_busy(f, r, idx, addr) == -EAGAIN) {
 			fault_defer_unlocked(addr, flags, tries + 1);
