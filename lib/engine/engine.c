@@ -144,6 +144,17 @@ static int eng_start_locked(void)
 		uffd_close(&eng.uffd);
 		return ret;
 	}
+	/* Staging areas for write-back, registered now rather than under the
+	 * event storms of heavy eviction (one per evictor, one for API calls). */
+	if (eng.uffd.features & UFFD_FEATURE_MOVE) {
+		struct stage *st[65];
+		unsigned n = ne + 1 < 65 ? ne + 1 : 65, got = 0;
+
+		while (got < n && stage_get(&st[got]) == 0)
+			got++;
+		while (got > 0)
+			stage_put(st[--got]);
+	}
 	ret = start_threads(&eng.fillers, nf, filler_main, "umapd-fault");
 	if (ret == 0)
 		ret = start_threads(&eng.evictors, ne, evictor_main, "umapd-evict");

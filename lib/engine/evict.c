@@ -427,9 +427,18 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n, uint64_
 		pthread_mutex_unlock(&eng.lock);
 	}
 	if (can_move && stage_get(&st) < 0) {
-		can_move = false;
-		for (size_t ri = 0; ri < nruns; ri++)
+		/* No staging area: write dirty pages straight from the region,
+		 * but without the pin check they must stay dirty and resident. */
+		for (size_t ri = 0; ri < nruns; ri++) {
 			runs[ri].parked = false;
+			for (size_t j = 0; runs[ri].dirty && j < runs[ri].k; j++)
+				v[runs[ri].at + j]->pinned = 1;
+		}
+		pthread_mutex_lock(&eng.lock);
+		for (size_t ri = 0; ri < nruns; ri++)
+			for (size_t j = 0; j < runs[ri].k; j++)
+				v[runs[ri].at + j]->dropping = 0;
+		pthread_mutex_unlock(&eng.lock);
 	}
 	for (size_t ri = 0; ri < nruns; ri++) {
 		struct wb_run *u = &runs[ri];

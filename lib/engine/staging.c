@@ -7,6 +7,7 @@
  * free list for the next write-back.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
@@ -41,7 +42,13 @@ int stage_get(struct stage **out)
 	}
 	madvise(mem, STAGE_BYTES, MADV_DONTFORK);
 	madvise(mem, STAGE_BYTES, MADV_NOHUGEPAGE);
-	ret = uffd_register(&eng.uffd, (uintptr_t)mem, STAGE_BYTES, eng.uffd.can_wp);
+	/* EAGAIN: an event is pending (mm changing); a filler reads it soon. */
+	for (int tries = 0;; tries++) {
+		ret = uffd_register(&eng.uffd, (uintptr_t)mem, STAGE_BYTES, eng.uffd.can_wp);
+		if (ret != -EAGAIN || tries >= 1000)
+			break;
+		sched_yield();
+	}
 	if (ret < 0) {
 		ulog_warn("cannot register a staging area: %s", ulog_errname(-ret));
 		munmap(mem, STAGE_BYTES);

@@ -36,7 +36,7 @@
  * O_DIRECT transfers use a scratch file in /var/tmp; if that filesystem
  * refuses O_DIRECT, those methods are skipped with a message, as are the
  * io_uring ones when io_uring is disabled and libaio ones when it is not
- * built in.  UMAPD_TEST_GUP_STATE=<state> runs one state only (debugging).
+ * built in.  UMAPD_TEST_GUP_STATE=<state>[,<state>...] runs only those states.
  */
 #include "umapd_test.h"
 
@@ -44,6 +44,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -896,10 +897,20 @@ int main(void)
 
 	iters = t_scaled(12, 2);
 	size_t n = 0;
-	const char *only = getenv("UMAPD_TEST_GUP_STATE"); /* debugging: one state only */
+	/* UMAPD_TEST_GUP_STATE: a comma-separated list of states to run (all if unset) */
+	const char *only = getenv("UMAPD_TEST_GUP_STATE");
 	for (int st = 0; st < NSTATES; st++) {
-		if (only != NULL && *only != '\0' && strcmp(only, state_name[st]) != 0)
-			continue;
+		if (only != NULL && *only != '\0') {
+			size_t nl = strlen(state_name[st]);
+			const char *at = only;
+			bool listed = false;
+
+			for (; *at; at = strchr(at, ',') ? strchr(at, ',') + 1 : at + strlen(at))
+				if (strncmp(at, state_name[st], nl) == 0 && (at[nl] == ',' || at[nl] == '\0'))
+					listed = true;
+			if (!listed)
+				continue;
+		}
 		if (st == ST_BUDGET)
 			t_set_bufsize(chunk); /* one chunk: every transfer makes the evictor run */
 		for (int m = 0; m < NMETHODS; m++) {
