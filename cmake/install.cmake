@@ -24,29 +24,9 @@ set(UMAPD_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/umapd" CACHE STRING
   "Where the CMake package files are installed, relative to the prefix")
 mark_as_advanced(UMAPD_INSTALL_CMAKEDIR)
 
-# --- umapd_warnings stays in the build tree ---------------------------------
-# umapd and umapd_static link the interface target umapd_warnings PRIVATE.
-# For a static library CMake records that as $<LINK_ONLY:umapd_warnings> in
-# the link interface (a consumer of a static library must link its private
-# dependencies), so install(EXPORT) would refuse to export umapd_static
-# unless umapd_warnings were exported too.  It only carries our own warning
-# and sanitizer flags, which are no business of a consumer, so it must be
-# build-only.  The proper fix is in lib/CMakeLists.txt:
-#     target_link_libraries(${t} PUBLIC Threads::Threads PRIVATE $<BUILD_INTERFACE:umapd_warnings>)
-# Until that is there, wrap the recorded entry here the same way.  Once lib/
-# does it, the pattern no longer matches and this loop changes nothing.
-foreach(_umapd_t IN ITEMS umapd umapd_static)
-  get_target_property(_umapd_iface ${_umapd_t} INTERFACE_LINK_LIBRARIES)
-  if(_umapd_iface)
-    list(TRANSFORM _umapd_iface REPLACE "^\\$<LINK_ONLY:umapd_warnings>$"
-      "$<LINK_ONLY:$<BUILD_INTERFACE:umapd_warnings>>")
-    list(TRANSFORM _umapd_iface REPLACE "^umapd_warnings$"
-      "$<BUILD_INTERFACE:umapd_warnings>")
-    set_property(TARGET ${_umapd_t} PROPERTY INTERFACE_LINK_LIBRARIES "${_umapd_iface}")
-  endif()
-endforeach()
-unset(_umapd_t)
-unset(_umapd_iface)
+# umapd_warnings (our warning and sanitizer flags) is linked as
+# $<BUILD_INTERFACE:...> in lib/CMakeLists.txt, so it never reaches the
+# exported link interface of the static library.
 
 # --- libraries and headers ---------------------------------------------------
 install(TARGETS umapd umapd_static
