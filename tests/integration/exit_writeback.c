@@ -1,7 +1,8 @@
 /*
  * exit_writeback - dirty pages at process exit (docs/failure-semantics.md).
  *
- * This process never starts umapd; each case runs in a forked child that
+ * This process never starts umapd; each case runs in a re-executed child
+ * (a fresh process: TSan refuses threads after a multi-threaded fork) that
  * maps the file and writes a new pattern over all of it (a length that is
  * not a multiple of the page size, so the tail page counts too), with a
  * budget far above the region so nothing is written back before the end:
@@ -16,6 +17,7 @@
  */
 #include "umapd_test.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -44,16 +46,14 @@ static uint8_t *child_map_and_write(uint32_t seed)
 	return p;
 }
 
-static int case_exit(void *arg)
+static void case_exit(void)
 {
-	(void)arg;
 	child_map_and_write(SEED_NEW);
 	exit(0);
 }
 
-static int case__exit(void *arg)
+static void case__exit(void)
 {
-	(void)arg;
 	child_map_and_write(SEED_NEW);
 	_exit(0);
 }
@@ -64,9 +64,8 @@ static int grandchild(void *arg)
 	exit(0); /* destructors run: umapd's exit write-back must not act here */
 }
 
-static int case_grandchild(void *arg)
+static void case_grandchild(void)
 {
-	(void)arg;
 	uint8_t *p = child_map_and_write(SEED_NEW);
 	char *err = NULL;
 	int st = t_fork_run(grandchild, NULL, 20, &err);
@@ -95,12 +94,17 @@ static int case_grandchild(void *arg)
 	exit(0);
 }
 
-static void run(const char *what, int (*fn)(void *), uint32_t want_seed)
+static void run(const char *what, const char *arg, uint32_t want_seed, const char *path)
 {
 	t_step("%s", what);
 	t_write_file_pat(fd, 0, len, SEED_OLD);
+	char env[400];
+	snprintf(env, sizeof(env), "UMAPD_TEST_EXIT_FILE=%s", path);
+	const char *const extra[] = { env, NULL };
 	char *err = NULL;
-	int st = t_fork_run(fn, NULL, 30, &err);
+	int st = t_reexec(arg, extra, 30, &err);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == T_SKIP)
+		t_skip("the child skipped: %s", err ? err : "");
 	T_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: the child ended with %s; its stderr:\n%s", what,
 		t_wait_str(st), err ? err : "");
 	T_CHECK(t_file_size(fd) == (off_t)len, "%s: file size %lld, want %zu", what, (long long)t_file_size(fd), len);
@@ -110,14 +114,28 @@ static void run(const char *what, int (*fn)(void *), uint32_t want_seed)
 	free(err);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-	t_init("exit_writeback", 60);
 	len = 37 * t_sys_page() + 1000;
-	fd = t_tmpfile(NULL);
-	run("A: child writes, exit(0) without umapd_unmap", case_exit, SEED_NEW);
-	run("B: child writes, _exit(0)", case__exit, SEED_OLD);
-	run("C: child writes, a grandchild calls exit(0), then the child exit(0)", case_grandchild, SEED_NEW);
+	if (argc > 1) {
+		t_init("exit_writeback(child)", 30);
+		const char *path = getenv("UMAPD_TEST_EXIT_FILE");
+		T_CHECK(path != NULL, "no UMAPD_TEST_EXIT_FILE");
+		fd = t_reopen(path, O_RDWR);
+		if (strcmp(argv[1], "A") == 0)
+			case_exit();
+		else if (strcmp(argv[1], "B") == 0)
+			case__exit();
+		else if (strcmp(argv[1], "C") == 0)
+			case_grandchild();
+		t_fail("unknown case %s", argv[1]);
+	}
+	t_init("exit_writeback", 60);
+	char path[256];
+	fd = t_tmpfile(path);
+	run("A: child writes, exit(0) without umapd_unmap", "A", SEED_NEW, path);
+	run("B: child writes, _exit(0)", "B", SEED_OLD, path);
+	run("C: child writes, a grandchild calls exit(0), then the child exit(0)", "C", SEED_NEW, path);
 	close(fd);
 	t_pass("%zu bytes: exit(0) writes back, _exit(0) leaves the old bytes, a grandchild's exit(0) writes "
 	       "nothing and the child's exit(0) then writes back",
