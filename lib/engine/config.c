@@ -184,9 +184,9 @@ static int set_one(struct eng_config *c, int which, const char *v)
 	case 7:
 		return parse_level(v, &c->log_level);
 	case 8: {
-		int m = probe_evict_copy_parse(v, NULL, 0);
+		int m = probe_evict_copy_parse(v, NULL, 0); /* "" and "auto" are auto, as there */
 
-		if (m < 0 || !*v)
+		if (m < 0)
 			return -EINVAL;
 		c->evict_copy = m;
 		return 0;

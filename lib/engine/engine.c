@@ -119,10 +119,18 @@ static int eng_start_locked(void)
 
 	/* The kernel probe forks its checks from this (the caller's) thread,
 	 * before our userfaultfd and threads exist (DESIGN.md invariant 1). */
-	if (evict_copy == 0)
-		evict_copy = probe_evict_mode();
-	if (evict_copy < 0)
-		return evict_copy;
+	if (evict_copy == 0) {
+		/* auto, from the environment or umapd_config_set(): the probe's
+		 * verdict on the path the file store writes with. */
+		struct umapd_kernel_info ki;
+
+		evict_copy = UMAPD_EVICT_BOUNCE;
+		if (probe_cached(&ki) == 0 && ki.io[UMAPD_IO_PWRITE].result == UMAPD_PROBE_SAFE)
+			evict_copy = UMAPD_EVICT_DIRECT;
+		else
+			ulog_warn("writing a page straight from its write-protected mapping is not known to be "
+				  "safe on this kernel (umapd-probe says why): write-back copies such pages first");
+	}
 	eng.evict_bounce = evict_copy == UMAPD_EVICT_BOUNCE;
 
 	eng.sys_psize = (size_t)sysconf(_SC_PAGESIZE);

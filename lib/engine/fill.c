@@ -129,6 +129,49 @@ static int fill_copy(uintptr_t dst, const char *src, size_t len, bool wp, bool d
 	return 0;
 }
 
+/*
+ * Pages [0, upto) of a fill are installed: leave FILLING.  Without write
+ * protection (read-only region or a kernel without WP) a writable page can
+ * change unseen: call it dirty.
+ */
+static void fill_finish(struct fill_req *q, uint64_t upto)
+{
+	struct eng_region *r = q->r;
+	bool can_wp = eng.uffd.can_wp && r->writable;
+	bool writable_fault = q->write && !q->prefetch && r->writable;
+	uint64_t wake_first = UINT64_MAX, wake_last = 0;
+
+	pthread_mutex_lock(&eng.lock);
+	for (uint64_t i = 0; i < upto; i++) {
+		struct eng_page *p = pg_lookup(r, q->first + i);
+		bool fault_page = i == 0 && !q->prefetch;
+
+		if (!p || p->state != PG_FILLING)
+			continue;
+		if (pg_dead(p)) { /* unmapped while it was being filled */
+			pg_remove(p);
+			continue;
+		}
+		if (r->writable && (!can_wp || q->keep_dirty || (fault_page && q->write)))
+			pg_set_state(p, PG_DIRTY);
+		else
+			pg_set_state(p, PG_CLEAN);
+		p->readahead = !fault_page;
+		p->referenced = fault_page;
+		if (p->wake_needed || (fault_page && writable_fault)) {
+			p->wake_needed = 0;
+			if (wake_first == UINT64_MAX)
+				wake_first = i;
+			wake_last = i;
+		}
+	}
+	pthread_cond_broadcast(&eng.page_cv);
+	pthread_mutex_unlock(&eng.lock);
+	if (wake_first != UINT64_MAX)
+		uffd_wake(&eng.uffd, pg_addr(r, q->first + wake_first),
+			  (wake_last - wake_first + 1) << r->pshift);
+}
+
 /* Give up on pages [from, q->n) of a fill: forget them, wake their waiters. */
 static void fill_abandon(struct fill_req *q, uint64_t from)
 {
@@ -148,21 +191,34 @@ static void fill_abandon(struct fill_req *q, uint64_t from)
 		uffd_wake(&eng.uffd, pg_addr(r, q->first + from), (q->n - from) << r->pshift);
 }
 
-/* A read failed for good: make the faulting access fail like a failing
- * mmap'd file (SIGBUS) instead of handing out zeros. */
-static void fill_fail(struct fill_req *q, uint64_t off, int err)
+/*
+ * A read at store offset off failed for good, after `done` bytes of the
+ * fill were installed.  Pages wholly installed are kept; the rest are
+ * given up.  If the faulting page itself is not complete, the access must
+ * fail like a failing mmap'd file (SIGBUS) instead of handing out zeros:
+ * what of it is not installed yet is poisoned.
+ */
+static void fill_fail(struct fill_req *q, uint64_t off, size_t done, int err)
 {
 	struct eng_region *r = q->r;
-	uintptr_t a = pg_addr(r, q->first);
-	size_t plen = pg_len(r, q->first);
+	uint64_t complete = done >> r->pshift;
+	size_t first_len = pg_len(r, q->first);
 
 	atomic_fetch_add_explicit(&r->c.io_errors, 1, memory_order_relaxed);
 	ulog_error("region %p: read of store offset %llu failed: %s", (void *)r->base,
 		   (unsigned long long)off, ulog_errname(-err));
-	if (!q->prefetch && uffd_poison(&eng.uffd, a, plen) < 0)
-		ulog_error("region %p: cannot poison page %p for SIGBUS (kernel lacks UFFDIO_POISON); "
-			   "the faulting thread stays blocked", (void *)r->base, (void *)a);
-	fill_abandon(q, 0);
+	if (!q->prefetch && complete == 0) {
+		int ret = uffd_poison(&eng.uffd, pg_addr(r, q->first) + done, first_len - done);
+
+		if (ret == -EOPNOTSUPP)
+			ulog_error("region %p: this kernel lacks UFFDIO_POISON: the access at %p is retried "
+				   "instead of failing with SIGBUS", (void *)r->base, (void *)pg_addr(r, q->first));
+		else if (ret < 0)
+			ulog_error("region %p: poisoning %p: %s", (void *)r->base, (void *)pg_addr(r, q->first),
+				   ulog_errname(-ret));
+	}
+	fill_finish(q, complete);
+	fill_abandon(q, complete);
 }
 
 int fill_run(struct fill_req *q, void *bounce, size_t bounce_len)
@@ -194,7 +250,7 @@ int fill_run(struct fill_req *q, void *bounce, size_t bounce_len)
 
 		ret = fill_read(r, bounce, len, off, data_end, &got);
 		if (ret < 0) {
-			fill_fail(q, off, ret);
+			fill_fail(q, off, done, ret);
 			return ret;
 		}
 		atomic_fetch_add_explicit(&r->c.bytes_read, got, memory_order_relaxed);
@@ -215,45 +271,14 @@ int fill_run(struct fill_req *q, void *bounce, size_t bounce_len)
 			if (ret != -ENOENT && ret != -ESRCH && ret != -EAGAIN)
 				ulog_error("region %p: UFFDIO_COPY at %p failed: %s", (void *)r->base,
 					   (void *)dst, ulog_errname(-ret));
+			/* What was installed before stays; the rest is given up. */
+			fill_finish(q, done >> r->pshift);
 			fill_abandon(q, done >> r->pshift);
 			return ret;
 		}
 		done += len;
 	}
 
-	/* Leave FILLING.  Without write protection (read-only region or a
-	 * kernel without WP) a writable page can change unseen: call it dirty. */
-	uint64_t wake_first = UINT64_MAX, wake_last = 0;
-
-	pthread_mutex_lock(&eng.lock);
-	for (uint64_t i = 0; i < q->n; i++) {
-		struct eng_page *p = pg_lookup(r, q->first + i);
-		bool fault_page = i == 0 && !q->prefetch;
-
-		if (!p || p->state != PG_FILLING)
-			continue;
-		if (pg_dead(p)) { /* unmapped while it was being filled */
-			pg_remove(p);
-			continue;
-		}
-		if (r->writable && (!can_wp || q->keep_dirty || (fault_page && q->write)))
-			pg_set_state(p, PG_DIRTY);
-		else
-			pg_set_state(p, PG_CLEAN);
-		p->readahead = !fault_page;
-		p->referenced = fault_page;
-		if (p->wake_needed || (fault_page && writable_fault)) {
-			p->wake_needed = 0;
-			if (wake_first == UINT64_MAX)
-				wake_first = i;
-			wake_last = i;
-		}
-	}
-	pthread_cond_broadcast(&eng.page_cv);
-	pthread_mutex_unlock(&eng.lock);
-	if (wake_first != UINT64_MAX)
-		uffd_wake(&eng.uffd, pg_addr(r, q->first + wake_first),
-			  (wake_last - wake_first + 1) << r->pshift);
-
+	fill_finish(q, q->n);
 	return 0;
 }
