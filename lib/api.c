@@ -232,40 +232,10 @@ fail:
 	return NULL;
 }
 
-/* Fold a dying region's counters into the process totals. */
-static void region_retire(struct eng_region *r)
-{
-	struct umapd_stats s;
-
-	eng_region_stats(r, &s);
-	pthread_mutex_lock(&eng.retired_lock);
-#define ADD(f) eng.retired.f += s.f
-	ADD(faults);
-	ADD(read_faults);
-	ADD(write_faults);
-	ADD(wp_faults);
-	ADD(fills);
-	ADD(evictions);
-	ADD(dirty_evictions);
-	ADD(flushed_pages);
-	ADD(bytes_read);
-	ADD(bytes_written);
-	ADD(readahead_pages);
-	ADD(io_errors);
-	ADD(fault_wait_budget);
-	ADD(pinned_pages);
-	ADD(stuck_faults);
-#undef ADD
-	lat_merge(eng.retired_lat, &r->lat);
-	if (s.latency_max_ns > eng.retired_lat_max)
-		eng.retired_lat_max = s.latency_max_ns;
-	pthread_mutex_unlock(&eng.retired_lock);
-}
-
 /* Free a region nobody uses any more and whose pages are all gone. */
 static void region_free(struct eng_region *r)
 {
-	region_retire(r);
+	eng_retire(r);
 	store_close(r->store);
 	pthread_mutex_lock(&eng.lock);
 	pg_forget_region(r);

@@ -272,6 +272,18 @@ static void stats_finish(struct umapd_stats *o, const uint64_t lat[LAT_BUCKETS],
 	o->latency_max_ns = max;
 }
 
+void eng_retire(struct eng_region *r)
+{
+	pthread_mutex_lock(&eng.retired_lock);
+	counters_add(&eng.retired, &r->c);
+	lat_merge(eng.retired_lat, &r->lat);
+	uint64_t m = atomic_load_explicit(&r->lat.max_ns, memory_order_relaxed);
+
+	if (m > eng.retired_lat_max)
+		eng.retired_lat_max = m;
+	pthread_mutex_unlock(&eng.retired_lock);
+}
+
 void eng_region_stats(struct eng_region *r, struct umapd_stats *out)
 {
 	uint64_t lat[LAT_BUCKETS] = { 0 };

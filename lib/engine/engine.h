@@ -194,6 +194,7 @@ int eng_config_set(const char *name, const char *value);
 int eng_config_get(const char *name, char *buf, size_t len);
 void eng_stats(struct umapd_stats *out);
 void eng_region_stats(struct eng_region *r, struct umapd_stats *out);
+void eng_retire(struct eng_region *r);   /* fold a dying region's counters into the process totals */
 
 /* pages.c: descriptors, the per-region hash and the CLOCK ring; all under eng.lock */
 struct eng_page *pg_lookup(struct eng_region *r, uint64_t index);
