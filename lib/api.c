@@ -321,6 +321,12 @@ API int umapd_unmap(void *addr)
 
 	if (!addr || !eng.started)
 		return fail(-EINVAL);
+	/* If the application munmap()ed the region, its UNMAP event has been
+	 * read (munmap waits for that) but may still be being handled: wait
+	 * for the handling, so that we do not unmap what the application may
+	 * have mapped there since. */
+	pthread_mutex_lock(&eng.ev_lock);
+	pthread_mutex_unlock(&eng.ev_lock);
 	zombies_free(zombies_collect(0));
 	r = rg_get_exact((uintptr_t)addr);
 	if (!r) {

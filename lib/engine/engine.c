@@ -21,6 +21,7 @@ struct engine eng = {
 	.page_cv = PTHREAD_COND_INITIALIZER,
 	.evict_cv = PTHREAD_COND_INITIALIZER,
 	.retired_lock = PTHREAD_MUTEX_INITIALIZER,
+	.ev_lock = PTHREAD_MUTEX_INITIALIZER,
 	.uffd = { .fd = -1 },
 	.kick_fd = -1,
 };

@@ -10,7 +10,8 @@
  *                              the resident/dirty counters, the deferred
  *                              fault list and the prefetch queue
  *   eng.cfg_lock (mutex)       eng.cfg
- * Order: regions_lock before lock.  No I/O and no ioctl is done while
+ * Order: ev_lock (fault.c: a read of the uffd and its events) before
+ * regions_lock before lock.  No I/O and no ioctl is done while
  * holding eng.lock: a page in a busy state (FILLING, UNPROTECTING,
  * WRITEBACK, EVICTING) belongs to the one thread that set that state, which
  * does its I/O unlocked and then takes the lock again to leave the state.
@@ -172,6 +173,9 @@ struct engine {
 	_Atomic bool stopping;
 
 	int kick_fd;                   /* eventfd: fillers have work besides faults */
+	pthread_mutex_t ev_lock;       /* held from a read() of the uffd to the end of
+					* handling the events it returned: events are
+					* handled one batch at a time, in the order read */
 	pthread_t *fillers, *evictors;
 	unsigned nfillers, nevictors;
 

@@ -139,7 +139,7 @@ struct wb_run {
  * it, where one madvise() per run would interrupt the other CPU per run.
  * Falls back to madvise() where process_madvise() refuses MADV_DONTNEED.
  */
-static void wb_drop(struct eng_region *r, struct wb_run *runs, size_t nruns)
+static void wb_drop(struct eng_region *r, struct wb_run *runs, size_t nruns, struct eng_page **v)
 {
 	static _Atomic int pidfd = -2; /* -2 unknown, -1 unusable */
 	struct iovec iov[UIO_MAXIOV];
@@ -156,6 +156,16 @@ static void wb_drop(struct eng_region *r, struct wb_run *runs, size_t nruns)
 			close(nfd);
 		fd = atomic_load(&pidfd);
 	}
+	/* Never zap a range the application unmapped meanwhile: it may have
+	 * mapped something of its own there since (its munmap raised UNMAP,
+	 * which marked the pages dead).  The window between that munmap and
+	 * the event's handling remains: docs/failure-semantics.md. */
+	pthread_mutex_lock(&eng.lock);
+	for (size_t i = 0; i < nruns; i++)
+		for (size_t j = 0; runs[i].ret == 0 && runs[i].evict && j < runs[i].k; j++)
+			if (pg_dead(v[runs[i].at + j]))
+				runs[i].ret = -EAGAIN;
+	pthread_mutex_unlock(&eng.lock);
 	for (size_t i = 0; i < nruns && niov < UIO_MAXIOV; i++) {
 		if (runs[i].ret < 0 || !runs[i].evict || runs[i].parked)
 			continue;
@@ -342,10 +352,20 @@ static int wb_write_moved(struct eng_region *r, struct wb_run *u, struct eng_pag
 				atomic_fetch_add_explicit(&r->c.io_errors, 1, memory_order_relaxed);
 			/* Kept, or not written: put a protected copy back. */
 			if (!u->evict || ret < 0) {
-				int cret = uffd_copy(&eng.uffd, pg_addr(r, p->index), (const void *)(sbase + off),
-						     bytes, eng.uffd.can_wp, true, NULL);
+				int cret;
 
-				if (cret < 0)
+				/* EAGAIN: an event is pending; read it (and defer any
+				 * faults) so the mm settles, then try again. */
+				for (int tries = 0;; tries++) {
+					cret = uffd_copy(&eng.uffd, pg_addr(r, p->index), (const void *)(sbase + off),
+							 bytes, eng.uffd.can_wp, true, NULL);
+					if (cret != -EAGAIN || tries >= 10000)
+						break;
+					fault_drain();
+					sched_yield();
+				}
+
+				if (cret < 0 && cret != -ENOENT) /* ENOENT: unmapped meanwhile */
 					ulog_error("region %p: reinstalling %zu bytes at %p after write-back: %s",
 						   (void *)r->base, bytes, (void *)pg_addr(r, p->index),
 						   ulog_errname(-cret));
@@ -461,7 +481,7 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n, uint64_
 			for (size_t j = 0; runs[ri].ret == 0 && runs[ri].evict && !runs[ri].parked && j < runs[ri].k; j++)
 				v[runs[ri].at + j]->dropping = 1;
 		pthread_mutex_unlock(&eng.lock);
-		wb_drop(r, runs, nruns);
+		wb_drop(r, runs, nruns, v);
 	}
 	if (st) {
 		stage_clear(st, used);

@@ -74,6 +74,8 @@ void fault_watchdog(void)
 		}
 		w = eng.waiters[i];
 		pthread_mutex_unlock(&eng.lock);
+		if (w.since > now)
+			w.since = now; /* noted after this scan began */
 
 		/* Still waiting: on a busy page, or in the deferred list. */
 		r = rg_get(w.addr);
@@ -163,12 +165,30 @@ static bool fault_unclaimed(uintptr_t addr, uint64_t flags, unsigned tries)
 		fault_defer_unlocked(addr, flags, 1);
 		return false;
 	}
+	/* With ev_lock no event read so far is still being handled (the
+	 * REMAP that would explain this address): look once more. */
+	pthread_mutex_lock(&eng.ev_lock);
+	struct eng_region *r = rg_get(addr);
+	bool live = false;
+
+	if (r) {
+		pthread_mutex_lock(&eng.lock);
+		live = rg_live(r, addr);
+		pthread_mutex_unlock(&eng.lock);
+		rg_put(r);
+	}
+	if (live) {
+		pthread_mutex_unlock(&eng.ev_lock);
+		fault_defer_unlocked(addr, flags, 1);
+		return false;
+	}
 	ret = uffd_poison(&eng.uffd, page, eng.sys_psize);
 	if (ret == -EOPNOTSUPP) {
 		ulog_error("fault at %p outside any region; this kernel cannot poison it, so it reads zeros",
 			   (void *)addr);
 		ret = uffd_zeropage(&eng.uffd, page, eng.sys_psize);
 	}
+	pthread_mutex_unlock(&eng.ev_lock);
 	if (ret == 0)
 		ulog_error("fault at %p outside any region (moved or grown by mremap?): SIGBUS", (void *)addr);
 	else
@@ -428,6 +448,7 @@ static void serve_batch(struct filler *f, struct uffd_msg *m, int n)
 		m[i].arg.pagefault.address &= ~(uint64_t)(eng.sys_psize - 1);
 		m[k++] = m[i];
 	}
+	pthread_mutex_unlock(&eng.ev_lock); /* taken before the read() */
 	if (k > 1)
 		qsort(m, (size_t)k, sizeof(*m), cmp_msg);
 	for (int i = 0; i < k;) {
@@ -454,8 +475,10 @@ static void serve_batch(struct filler *f, struct uffd_msg *m, int n)
 void fault_drain(void)
 {
 	struct uffd_msg m[16];
-	int n = uffd_read_msgs(&eng.uffd, m, 16);
+	int n;
 
+	pthread_mutex_lock(&eng.ev_lock);
+	n = uffd_read_msgs(&eng.uffd, m, 16);
 	for (int i = 0; i < n; i++) {
 		if (m[i].event != UFFD_EVENT_PAGEFAULT) {
 			ev_handle(&m[i]);
@@ -463,6 +486,7 @@ void fault_drain(void)
 		}
 		fault_defer_unlocked((uintptr_t)m[i].arg.pagefault.address, m[i].arg.pagefault.flags, 0);
 	}
+	pthread_mutex_unlock(&eng.ev_lock);
 	if (n > 0)
 		eng_kick_fillers();
 }
@@ -577,9 +601,14 @@ void *filler_main(void *arg)
 	epoll_ctl(f.ep, EPOLL_CTL_ADD, eng.kick_fd, &ev);
 
 	while (!atomic_load_explicit(&eng.stopping, memory_order_relaxed)) {
+		/* Read and handle events under ev_lock (serve_batch drops it
+		 * before serving the faults). */
+		pthread_mutex_lock(&eng.ev_lock);
 		int n = uffd_read_msgs(&eng.uffd, msgs, MSG_BATCH);
 		bool more;
 
+		if (n <= 0)
+			pthread_mutex_unlock(&eng.ev_lock);
 		if (n < 0) {
 			ulog_error("reading the userfaultfd failed: %s", ulog_errname(-n));
 			break;

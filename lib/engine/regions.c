@@ -29,6 +29,28 @@ static size_t rg_search(uintptr_t addr)
 	return lo;
 }
 
+/* Take r out of the array (under the write lock).  -EINVAL if absent. */
+static int rg_unlink_locked(struct eng_region *r)
+{
+	size_t i = rg_search(r->base);
+
+	if (i >= eng.nregions || eng.regions[i] != r)
+		return -EINVAL;
+	memmove(&eng.regions[i], &eng.regions[i + 1], (eng.nregions - i - 1) * sizeof(*eng.regions));
+	eng.nregions--;
+	return 0;
+}
+
+/* Put r into the array at its place (under the write lock; room known). */
+static void rg_link_locked(struct eng_region *r)
+{
+	size_t i = rg_search(r->base);
+
+	memmove(&eng.regions[i + 1], &eng.regions[i], (eng.nregions - i) * sizeof(*eng.regions));
+	eng.regions[i] = r;
+	eng.nregions++;
+}
+
 int rg_insert(struct eng_region *r)
 {
 	size_t i;
@@ -51,9 +73,7 @@ int rg_insert(struct eng_region *r)
 		pthread_rwlock_unlock(&eng.regions_lock);
 		return -EEXIST;
 	}
-	memmove(&eng.regions[i + 1], &eng.regions[i], (eng.nregions - i) * sizeof(*eng.regions));
-	eng.regions[i] = r;
-	eng.nregions++;
+	rg_link_locked(r);
 	atomic_store_explicit(&r->refs, 1, memory_order_relaxed);
 	pthread_rwlock_unlock(&eng.regions_lock);
 	return 0;
@@ -135,19 +155,14 @@ int rg_get_range(uintptr_t start, uintptr_t end, struct eng_region ***out, size_
 
 int rg_detach(struct eng_region *r)
 {
-	size_t i;
+	int ret;
 
 	pthread_rwlock_wrlock(&eng.regions_lock);
-	i = rg_search(r->base);
-	if (i >= eng.nregions || eng.regions[i] != r) {
-		pthread_rwlock_unlock(&eng.regions_lock);
-		return -EINVAL;
-	}
-	memmove(&eng.regions[i], &eng.regions[i + 1], (eng.nregions - i - 1) * sizeof(*eng.regions));
-	eng.nregions--;
+	ret = rg_unlink_locked(r);
 	pthread_rwlock_unlock(&eng.regions_lock);
-	rg_put(r); /* the table's reference */
-	return 0;
+	if (ret == 0)
+		rg_put(r); /* the table's reference */
+	return ret;
 }
 
 void rg_wait_unused(struct eng_region *r)
@@ -173,32 +188,24 @@ int rg_remove(struct eng_region *r)
 
 int rg_rebase(struct eng_region *r, uintptr_t base)
 {
-	size_t i, j;
+	size_t j;
 
 	pthread_rwlock_wrlock(&eng.regions_lock);
-	i = rg_search(r->base);
-	if (i >= eng.nregions || eng.regions[i] != r) {
+	if (rg_unlink_locked(r) < 0) {
 		pthread_rwlock_unlock(&eng.regions_lock);
 		return -EINVAL;
 	}
-	memmove(&eng.regions[i], &eng.regions[i + 1], (eng.nregions - i - 1) * sizeof(*eng.regions));
-	eng.nregions--;
 	j = rg_search(base);
 	if (j < eng.nregions && eng.regions[j]->base < base + r->len) {
 		/* Something we track is there already: put it back unmoved. */
-		i = rg_search(r->base);
-		memmove(&eng.regions[i + 1], &eng.regions[i], (eng.nregions - i) * sizeof(*eng.regions));
-		eng.regions[i] = r;
-		eng.nregions++;
+		rg_link_locked(r);
 		pthread_rwlock_unlock(&eng.regions_lock);
 		return -EEXIST;
 	}
 	pthread_mutex_lock(&eng.lock);
 	r->base = base;
 	pthread_mutex_unlock(&eng.lock);
-	memmove(&eng.regions[j + 1], &eng.regions[j], (eng.nregions - j) * sizeof(*eng.regions));
-	eng.regions[j] = r;
-	eng.nregions++;
+	rg_link_locked(r);
 	pthread_rwlock_unlock(&eng.regions_lock);
 	return 0;
 }
