@@ -940,6 +940,7 @@ int main(void)
 	if (d >= 0)
 		soft_fail("final check: after umapd_unmap the file holds 0x%02x at offset %ld, expected 0x%02x",
 			  file[d], d, shadow[d]);
+	free(file);
 	T_CHECK(t_file_size(fd) == (off_t)rlen, "the file is %lld bytes, want %zu", (long long)t_file_size(fd), rlen);
 
 	vm_child_stop();
