@@ -99,6 +99,9 @@ struct umapd_stats {
  *                     kernel probe (umapd_kernel_probe); before start only (default auto)
  *   UMAPD_FAULT_TIMEOUT  milliseconds after which an outstanding fault is logged
  *                     and counted in stuck_faults; 0 turns the watchdog off  (default 10000)
+ *   UMAPD_EVENT_REMOVE  1: also ask for UFFD_FEATURE_EVENT_REMOVE (off by default:
+ *                     zapped pages are caught when next touched; the event costs
+ *                     every eviction a round trip); environment only   (default 0)
  *   UMAPD_USER_MODE_ONLY  1: ask the kernel for user-mode-only faults, which an
  *                     unprivileged process may have even when
  *                     vm.unprivileged_userfaultfd is 0; read(2)/write(2) into

@@ -105,9 +105,17 @@ static int start_threads(pthread_t **out, unsigned n, void *(*fn)(void *), const
 static int eng_start_locked(void)
 {
 	/* Events: see lib/engine/events.c.  No EVENT_FORK: regions are
-	 * MADV_DONTFORK, so a child never inherits them. */
-	uint64_t want = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_REMOVE |
-			UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_MOVE;
+	 * MADV_DONTFORK, so a child never inherits them.  EVENT_REMOVE only on
+	 * request (UMAPD_EVENT_REMOVE=1): every page it would tell us about is
+	 * caught anyway when next touched or written back (a missing fault on
+	 * a page we hold refills it; a write-back that meets a zapped page
+	 * refills it first), while enabling it makes each of our own evictions'
+	 * MADV_DONTNEED wait for a fault thread to read the event and makes
+	 * concurrent fills and protects fail with EAGAIN meanwhile: 35% more
+	 * context switches and 25-60% longer runs of a random read-write test
+	 * (docs/performance.md), and the EAGAIN storms starved fills under load. */
+	uint64_t want = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_UNMAP |
+			UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_MOVE;
 	int ret;
 
 	pthread_mutex_lock(&eng.cfg_lock);
@@ -143,6 +151,14 @@ static int eng_start_locked(void)
 			ulog_error("UMAPD_USER_MODE_ONLY=\"%s\" is invalid: expected 0 or 1", umo);
 			return -EINVAL;
 		}
+		const char *rm = getenv("UMAPD_EVENT_REMOVE");
+
+		if (rm && strcmp(rm, "0") != 0 && strcmp(rm, "1") != 0) {
+			ulog_error("UMAPD_EVENT_REMOVE=\"%s\" is invalid: expected 0 or 1", rm);
+			return -EINVAL;
+		}
+		if (rm && strcmp(rm, "1") == 0)
+			want |= UFFD_FEATURE_EVENT_REMOVE;
 		ret = uffd_open(&eng.uffd, want, umo && strcmp(umo, "1") == 0);
 	}
 	if (ret < 0)
