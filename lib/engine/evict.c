@@ -402,11 +402,16 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n, uint64_
 	int first_err = 0;
 
 	if (!runs) {
-		/* Give the pages back untouched; the caller tries again later. */
+		/* Give the pages back untouched (waking anyone who faulted on them
+		 * meanwhile); the caller tries again later. */
 		pthread_mutex_lock(&eng.lock);
 		for (size_t i = 0; i < n; i++) {
 			pg_set_state(v[i], v[i]->was_dirty ? PG_DIRTY : PG_CLEAN);
 			v[i]->was_dirty = 0;
+			if (v[i]->wake_needed) {
+				v[i]->wake_needed = 0;
+				uffd_wake(&eng.uffd, pg_addr(r, v[i]->index), pg_len(r, v[i]->index));
+			}
 		}
 		pthread_cond_broadcast(&eng.page_cv);
 		pthread_mutex_unlock(&eng.lock);
