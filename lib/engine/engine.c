@@ -111,9 +111,10 @@ static int eng_start_locked(void)
 	 * a page we hold refills it; a write-back that meets a zapped page
 	 * refills it first), while enabling it makes each of our own evictions'
 	 * MADV_DONTNEED wait for a fault thread to read the event and makes
-	 * concurrent fills and protects fail with EAGAIN meanwhile: 35% more
-	 * context switches and 25-60% longer runs of a random read-write test
-	 * (docs/performance.md), and the EAGAIN storms starved fills under load. */
+	 * concurrent fills and protects fail with EAGAIN meanwhile: a quarter
+	 * more voluntary and two to three times the involuntary context
+	 * switches per fault in bench_random (docs/performance.md), and once a
+	 * fill starved in that EAGAIN churn under CI load. */
 	uint64_t want = UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_POISON | UFFD_FEATURE_EVENT_UNMAP |
 			UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_MOVE;
 	int ret;
