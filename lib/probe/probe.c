@@ -121,16 +121,6 @@ static int new_uffd_sys(int flags)
 	return fd >= 0 ? fd : -errno;
 }
 
-static int uffd_api_query(int fd, uint64_t want, uint64_t *got)
-{
-	struct uffdio_api api = { .api = UFFD_API, .features = want };
-
-	if (ioctl(fd, UFFDIO_API, &api) < 0)
-		return -errno;
-	*got = api.features;
-	return 0;
-}
-
 /* --- the parent's part: features and settings ------------------------------ */
 
 /* An integer sysctl from /proc/sys, or -1. */
@@ -190,7 +180,7 @@ static void probe_features(struct umapd_kernel_info *ki)
 		return;
 	}
 	/* UFFDIO_API with no features asked answers with all it offers. */
-	int ret = uffd_api_query(query, 0, &ki->uffd_features);
+	int ret = uffd_api(query, 0, &ki->uffd_features);
 
 	close(query);
 	if (ret < 0) {
@@ -353,7 +343,7 @@ static __attribute__((noreturn)) void child_main(int wfd, const struct child_arg
 		child_reply(wfd, &m, UMAPD_PROBE_UNAVAILABLE, -ufd);
 	uint64_t got = 0;
 
-	ret = uffd_api_query(ufd, UFFD_FEATURE_PAGEFAULT_FLAG_WP, &got);
+	ret = uffd_api(ufd, UFFD_FEATURE_PAGEFAULT_FLAG_WP, &got);
 	if (ret < 0)
 		child_reply(wfd, &m, ret == -EINVAL ? UMAPD_PROBE_UNAVAILABLE : UMAPD_PROBE_ERROR,
 			    ret == -EINVAL ? EOPNOTSUPP : -ret);

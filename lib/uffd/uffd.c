@@ -30,7 +30,7 @@ static int uffd_create(int flags, int *dev_errno)
 	return fd >= 0 ? fd : -errno;
 }
 
-static int uffd_api(int fd, uint64_t features, uint64_t *got)
+int uffd_api(int fd, uint64_t features, uint64_t *got)
 {
 	struct uffdio_api api = { .api = UFFD_API, .features = features };
 

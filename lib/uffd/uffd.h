@@ -57,6 +57,10 @@ struct uffd {
 int uffd_open(struct uffd *u, uint64_t want, bool user_mode_only);
 void uffd_close(struct uffd *u);
 
+/* The UFFDIO_API handshake on a raw userfaultfd: ask for `features`, learn
+ * in *got what the kernel enabled (all it offers when features is 0). */
+int uffd_api(int fd, uint64_t features, uint64_t *got);
+
 /* Register [start, start+len) for missing faults, and write-protect faults if wp. */
 int uffd_register(struct uffd *u, uintptr_t start, size_t len, bool wp);
 int uffd_unregister(struct uffd *u, uintptr_t start, size_t len);
