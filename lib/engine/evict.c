@@ -668,16 +668,23 @@ static void wb_visit(struct eng_page *p, void *arg)
 int wb_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict)
 {
 	struct wb_collect c = { .evict = evict };
-	bool wrote = false;
+	bool wrote = false, waited = false;
 	int err = 0;
 
 	pthread_mutex_lock(&eng.lock);
 	c.all = r->frozen;
-	for (unsigned pass = 0;; pass++) {
+	for (unsigned pass = 0, rounds = 0;; pass++) {
 		/* A flush writes what was dirty when it was called and does not
 		 * chase later writes; an unmap (the region is frozen, so nothing
-		 * can become dirty again) takes whatever busy pages turn into. */
-		if (pass == 0 || c.all) {
+		 * can become dirty again) takes whatever busy pages turn into.
+		 * But a page a flush waited for may come back dirty still: an
+		 * eviction found it pinned and wrote what it held then, while a
+		 * DMA was still writing it.  So after a wait a flush collects
+		 * once more, a bounded number of times. */
+		if (pass == 0 || c.all || (waited && rounds < 3)) {
+			if (waited)
+				rounds++;
+			waited = false;
 			c.n = 0;
 			c.probe = false;
 			c.nomem = false;
@@ -712,6 +719,7 @@ int wb_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict)
 		if (!c.busy)
 			break;
 		pthread_cond_wait(&eng.page_cv, &eng.lock);
+		waited = true;
 	}
 	if (!err && r->wb_err)
 		err = r->wb_err;
