@@ -397,11 +397,9 @@ static int for_regions(void *addr, size_t length,
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct eng_region *r = v[i];
-		uintptr_t a = s > r->base ? s : r->base;
-		uintptr_t b = e < r->base + r->len ? e : r->base + r->len;
-		uint64_t first = (a - r->base) >> r->pshift;
-		uint64_t end = (b - r->base + r->psize - 1) >> r->pshift;
+		uint64_t first, end;
 
+		rg_page_span(r, s, e, &first, &end);
 		ret = fn(r, first, end, arg);
 		if (ret < 0 && !first_err)
 			first_err = ret;

@@ -190,8 +190,6 @@ static int eng_start_locked(void)
 		ulog_error("cannot start the engine's threads: %s", ulog_errname(-ret));
 		return ret;
 	}
-	eng.nfillers = nf;
-	eng.nevictors = ne;
 	ulog_info("started: budget %llu bytes, %u fault threads, %u evictors, features %#llx",
 		  (unsigned long long)atomic_load(&eng.budget), nf, ne,
 		  (unsigned long long)eng.uffd.features);

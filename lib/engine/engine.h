@@ -60,7 +60,6 @@ struct eng_page {
 	uint8_t referenced;              /* CLOCK bit: touched since the hand passed */
 	uint8_t wake_needed;             /* someone faulted while it was busy */
 	uint8_t was_dirty;               /* EVICTING/WRITEBACK: dirty when taken */
-	uint8_t readahead;               /* brought in ahead, not yet faulted on */
 	uint8_t dropping;                /* busy: its slot may be empty for a while (drop, move) */
 	uint8_t pinned;                  /* write-back found it pinned: keep it dirty */
 };
@@ -169,7 +168,6 @@ struct engine {
 	struct eng_region *zombies;    /* gone regions waiting to be freed */
 	struct eng_waiter *waiters;    /* faults not served at once, for the watchdog */
 	size_t nwaiters;
-	unsigned evict_waiters;        /* fault waits recorded for the log */
 	_Atomic bool stopping;
 
 	int kick_fd;                   /* eventfd: fillers have work besides faults */
@@ -177,7 +175,6 @@ struct engine {
 					* handling the events it returned: events are
 					* handled one batch at a time, in the order read */
 	pthread_t *fillers, *evictors;
-	unsigned nfillers, nevictors;
 
 	/* Statistics of regions already unmapped. */
 	pthread_mutex_t retired_lock;
@@ -209,7 +206,10 @@ void pg_set_state(struct eng_page *p, uint8_t state); /* keeps dirty counters ri
 void pg_for_range(struct eng_region *r, uint64_t first, uint64_t end,
 		  void (*fn)(struct eng_page *p, void *arg), void *arg);
 size_t pg_len(const struct eng_region *r, uint64_t index);
-void pg_forget_region(struct eng_region *r); /* free the (empty) region's buckets */ /* bytes of the page inside the region */
+void pg_forget_region(struct eng_region *r); /* free the (empty) region's buckets */
+/* Is any system page touching [a, b) present in the page tables (mincore)?
+ * Unmapped memory counts as not present. */
+bool pg_present(uintptr_t a, uintptr_t b); /* bytes of the page inside the region */
 static inline uintptr_t pg_addr(const struct eng_region *r, uint64_t index)
 {
 	return r->base + (index << r->pshift);
@@ -227,6 +227,8 @@ int rg_remove(struct eng_region *r);                 /* from the table; waits fo
 int rg_detach(struct eng_region *r);                 /* from the table, no waiting */
 void rg_wait_unused(struct eng_region *r);           /* until only the caller's ref is left */
 int rg_rebase(struct eng_region *r, uintptr_t base); /* move in the table; -EEXIST on overlap */
+/* The pages [*first, *last) of r touching [start, end). */
+void rg_page_span(const struct eng_region *r, uintptr_t start, uintptr_t end, uint64_t *first, uint64_t *last);
 
 /* fill.c: bring pages in.  Reserve under the lock, then fill unlocked. */
 struct fill_req {
@@ -239,6 +241,9 @@ struct fill_req {
 };
 /* Reserve `first` and up to want-1 following absent pages within budget. */
 uint64_t fill_reserve(struct eng_region *r, uint64_t first, uint64_t want, uint64_t limit);
+/* Read [off, off+len) of r's store into buf, zeros past data_end, retrying
+ * a failed read a few times; *got = bytes that came from the store. */
+int fill_read(struct eng_region *r, void *buf, size_t len, uint64_t off, uint64_t data_end, uint64_t *got);
 /* Read and install; returns 0 or negative errno (-EAGAIN: retry later). */
 int fill_run(struct fill_req *q, void *bounce, size_t bounce_len);
 long fill_window(struct eng_region *r, uint64_t index); /* read-ahead decision, under lock */

@@ -63,24 +63,6 @@ struct ev_range {
 	bool removed;       /* REMOVE: only pages wholly inside and not present */
 };
 
-/* Is any system page of [a, b) present in the page tables? */
-static bool ev_any_present(uintptr_t a, uintptr_t b)
-{
-	unsigned char vec[64];
-
-	while (a < b) {
-		size_t n = (b - a) / eng.sys_psize < sizeof(vec) ? (b - a) / eng.sys_psize : sizeof(vec);
-
-		if (mincore((void *)a, n * eng.sys_psize, vec) < 0)
-			return false; /* unmapped: nothing present */
-		for (size_t i = 0; i < n; i++)
-			if (vec[i] & 1)
-				return true;
-		a += n * eng.sys_psize;
-	}
-	return false;
-}
-
 static void ev_forget(struct eng_page *p, void *arg)
 {
 	struct ev_range *e = arg;
@@ -89,20 +71,9 @@ static void ev_forget(struct eng_page *p, void *arg)
 
 	if (pg_busy(p->state))
 		return; /* its owner sees the change (pg_dead) or does the drop itself */
-	if (e->removed ? (a >= e->start && b <= e->end && !ev_any_present(a, b))
+	if (e->removed ? (a >= e->start && b <= e->end && !pg_present(a, b))
 		       : (a < e->end && b > e->start))
 		pg_remove(p);
-}
-
-/* Pages of r touching [start, end), as page indexes. */
-static void ev_page_span(struct eng_region *r, uintptr_t start, uintptr_t end, uint64_t *first,
-			 uint64_t *last)
-{
-	uintptr_t a = start > r->base ? start : r->base;
-	uintptr_t b = end < r->base + r->len ? end : r->base + r->len;
-
-	*first = (a - r->base) >> r->pshift;
-	*last = (b - r->base + r->psize - 1) >> r->pshift;
 }
 
 static void ev_remove(uintptr_t start, uintptr_t end)
@@ -116,7 +87,7 @@ static void ev_remove(uintptr_t start, uintptr_t end)
 		struct ev_range e = { .start = start, .end = end, .removed = true };
 		uint64_t first, last;
 
-		ev_page_span(v[i], start, end, &first, &last);
+		rg_page_span(v[i], start, end, &first, &last);
 		pthread_mutex_lock(&eng.lock);
 		pg_for_range(v[i], first, last, ev_forget, &e);
 		pthread_mutex_unlock(&eng.lock);
@@ -170,7 +141,7 @@ static void ev_unmap(uintptr_t start, uintptr_t end)
 		uint64_t first, last;
 		bool gone;
 
-		ev_page_span(r, start, end, &first, &last);
+		rg_page_span(r, start, end, &first, &last);
 		pthread_mutex_lock(&eng.lock);
 		if (ev_add_hole(r, a, b) < 0)
 			ulog_error("region %p: out of memory recording an unmapped range", (void *)r->base);

@@ -139,15 +139,6 @@ static void fault_defer_unlocked(uintptr_t addr, uint64_t flags, unsigned tries)
 		ulog_error("cannot defer a fault at %p: out of memory", (void *)addr);
 }
 
-/* Is the system page at addr present in the page tables? */
-static bool page_present(uintptr_t addr)
-{
-	unsigned char vec = 0;
-
-	return mincore((void *)(addr & ~(uintptr_t)(eng.sys_psize - 1)), eng.sys_psize, &vec) == 0 &&
-	       (vec & 1);
-}
-
 /*
  * A fault at an address no live region claims.  A first time, it may be a
  * region moved by an mremap whose event is not read yet: defer it until
@@ -214,20 +205,16 @@ static int fault_refill_busy(struct filler *f, struct eng_region *r, uint64_t id
 {
 	uintptr_t a = pg_addr(r, idx);
 	size_t len = pg_len(r, idx);
-	uint64_t data_end, off = r->offset + (idx << r->pshift);
-	size_t valid;
+	uint64_t data_end, got, off = r->offset + (idx << r->pshift);
 	struct eng_page *p;
-	int ret = 0;
+	int ret;
 
 	if (len > BOUNCE_BYTES)
 		return 0; /* pages larger than the bounce buffer: not supported here */
 	pthread_mutex_lock(&eng.lock);
 	data_end = r->data_end;
 	pthread_mutex_unlock(&eng.lock);
-	valid = data_end > off ? (data_end - off < len ? (size_t)(data_end - off) : len) : 0;
-	if (valid)
-		ret = store_read(r->store, f->bounce, valid, off);
-	memset((char *)f->bounce + valid, 0, len - valid);
+	ret = fill_read(r, f->bounce, len, off, data_end, &got);
 	if (ret < 0) {
 		ulog_error("region %p: re-reading store offset %llu for a zapped page: %s", (void *)r->base,
 			   (unsigned long long)off, ulog_errname(-ret));
@@ -235,7 +222,7 @@ static int fault_refill_busy(struct filler *f, struct eng_region *r, uint64_t id
 	}
 	pthread_mutex_lock(&eng.lock);
 	p = pg_lookup(r, idx);
-	if (p && (p->state == PG_WRITEBACK || p->state == PG_EVICTING) && !p->dropping && !page_present(addr))
+	if (p && (p->state == PG_WRITEBACK || p->state == PG_EVICTING) && !p->dropping && !pg_present(addr, addr + 1))
 		ret = uffd_copy(&eng.uffd, a, f->bounce, len, eng.uffd.can_wp, false, NULL);
 	pthread_mutex_unlock(&eng.lock);
 	if (ret < 0 && ret != -EEXIST && ret != -ENOENT && ret != -EAGAIN)
@@ -279,7 +266,7 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		rg_put(r);
 		return true;
 	}
-	if (!p && wp && page_present(addr)) {
+	if (!p && wp && pg_present(addr, addr + 1)) {
 		/* A present page we do not track: only a bug elsewhere makes one,
 		 * and waking the writer would fault it again forever.  Adopt it
 		 * as dirty (it came from us and may hold unwritten data). */
@@ -335,7 +322,7 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		}
 	} else if (pg_busy(p->state)) {
 		bool zapped = !wp && (p->state == PG_WRITEBACK || p->state == PG_EVICTING) &&
-			      !p->dropping && !page_present(addr);
+			      !p->dropping && !pg_present(addr, addr + 1);
 
 		/* Its owner wakes the waiters when it is done. */
 		p->wake_needed = 1;
@@ -396,7 +383,7 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		 * served, or the page was zapped under us (MADV_DONTNEED by the
 		 * application).  The page tables tell which. */
 		p->referenced = 1;
-		if (page_present(addr)) {
+		if (pg_present(addr, addr + 1)) {
 			pthread_mutex_unlock(&eng.lock);
 			uffd_wake(&eng.uffd, addr & ~(uintptr_t)(eng.sys_psize - 1), eng.sys_psize);
 		} else {

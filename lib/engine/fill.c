@@ -63,8 +63,7 @@ uint64_t fill_reserve(struct eng_region *r, uint64_t first, uint64_t want, uint6
 }
 
 /* Read [off, off+len) of the region's data, zeros past data_end. */
-static int fill_read(struct eng_region *r, void *buf, size_t len, uint64_t off, uint64_t data_end,
-		     uint64_t *got)
+int fill_read(struct eng_region *r, void *buf, size_t len, uint64_t off, uint64_t data_end, uint64_t *got)
 {
 	size_t valid = 0;
 	int ret = 0;
@@ -156,7 +155,6 @@ static void fill_finish(struct fill_req *q, uint64_t upto)
 			pg_set_state(p, PG_DIRTY);
 		else
 			pg_set_state(p, PG_CLEAN);
-		p->readahead = !fault_page;
 		p->referenced = fault_page;
 		if (p->wake_needed || (fault_page && writable_fault)) {
 			p->wake_needed = 0;

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "engine/engine.h"
 
@@ -280,4 +281,24 @@ void pg_forget_region(struct eng_region *r)
 	free(r->buckets);
 	r->buckets = NULL;
 	r->nbuckets = 0;
+}
+
+bool pg_present(uintptr_t a, uintptr_t b)
+{
+	unsigned char vec[64];
+
+	a &= ~(uintptr_t)(eng.sys_psize - 1);
+	while (a < b) {
+		size_t n = (b - a + eng.sys_psize - 1) / eng.sys_psize;
+
+		if (n > sizeof(vec))
+			n = sizeof(vec);
+		if (mincore((void *)a, n * eng.sys_psize, vec) < 0)
+			return false;
+		for (size_t i = 0; i < n; i++)
+			if (vec[i] & 1)
+				return true;
+		a += n * eng.sys_psize;
+	}
+	return false;
 }

@@ -209,3 +209,12 @@ int rg_rebase(struct eng_region *r, uintptr_t base)
 	pthread_rwlock_unlock(&eng.regions_lock);
 	return 0;
 }
+
+void rg_page_span(const struct eng_region *r, uintptr_t start, uintptr_t end, uint64_t *first, uint64_t *last)
+{
+	uintptr_t a = start > r->base ? start : r->base;
+	uintptr_t b = end < r->base + r->len ? end : r->base + r->len;
+
+	*first = (a - r->base) >> r->pshift;
+	*last = (b - r->base + r->psize - 1) >> r->pshift;
+}
