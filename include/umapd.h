@@ -45,8 +45,18 @@ extern "C" {
 struct umapd_region_opts {
 	size_t page_size;  /* power-of-two multiple of the system page size; 0: UMAPD_PAGESIZE */
 	long read_ahead;   /* max read-ahead window in pages; 0: UMAPD_READ_AHEAD; -1: none */
-	uint64_t reserved[8];
+	int io_engine;     /* UMAPD_IOENG_*: how this region's store is read and written;
+			    * 0 (UMAPD_IOENG_DEFAULT): the process setting UMAPD_IO */
+	int direct;        /* 1: read and write the file with O_DIRECT (bypass the page
+			    * cache); 0: as the descriptor was opened (UMAPD_DIRECT_IO) */
+	uint64_t reserved[7];
 };
+
+/* I/O engines (struct umapd_region_opts.io_engine, UMAPD_IO, stats.io_engine). */
+#define UMAPD_IOENG_DEFAULT  0 /* opts: the process setting */
+#define UMAPD_IOENG_IO_URING 1 /* io_uring through liburing: many reads in flight per thread */
+#define UMAPD_IOENG_AIO      2 /* Linux AIO through libaio (asynchronous only with O_DIRECT) */
+#define UMAPD_IOENG_PSYNC    3 /* pread/pwrite, one at a time per thread */
 
 /* Statistics.  Counters are totals since the region (or process) started. */
 struct umapd_stats {
@@ -78,7 +88,10 @@ struct umapd_stats {
 	uint64_t evict_mode;      /* process stats only: UMAPD_EVICT_DIRECT or
 				   * UMAPD_EVICT_BOUNCE, how pages that cannot be moved
 				   * out are written back (UMAPD_EVICT_COPY); 0 before start */
-	uint64_t reserved[5];
+	uint64_t readahead_hits;  /* read-ahead pages that a later access proved useful */
+	uint64_t readahead_wasted; /* read-ahead pages evicted before any access proved them */
+	uint64_t io_engine;       /* process stats only: UMAPD_IOENG_* the fault threads use */
+	uint64_t reserved[2];
 };
 
 /*

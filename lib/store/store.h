@@ -15,11 +15,24 @@
 #ifndef UMAPD_STORE_H
 #define UMAPD_STORE_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 struct store;
+
+/*
+ * Where a byte range of a store lives, for I/O engines that submit reads
+ * and writes themselves (io_uring, libaio) instead of calling read/write.
+ */
+struct store_extent {
+	int fd;          /* descriptor to read or write; -1 on a read: a hole, reads as zeros */
+	uint64_t off;    /* offset in fd */
+	size_t len;      /* bytes from the asked offset that lie contiguously there (> 0) */
+	unsigned align;  /* 0, or the O_DIRECT alignment: buffer, offset and length must
+			  * be multiples of it (a read may round its length up) */
+};
 
 struct store_ops {
 	const char *name;
@@ -29,6 +42,11 @@ struct store_ops {
 	/* Current size of the data in bytes (>= 0), or a negative errno. */
 	int64_t (*size)(struct store *s);
 	void (*close)(struct store *s);
+	/* Optional (NULL: always use read/write).  Describe [off, off+len)
+	 * for an asynchronous engine; write != 0: the range is about to be
+	 * written (create what backs it).  -EOPNOTSUPP: use read()/write()
+	 * for this range.  Other negative errno: the I/O fails with it. */
+	int (*extent)(struct store *s, uint64_t off, size_t len, int write, struct store_extent *x);
 };
 
 struct store {
@@ -53,6 +71,11 @@ static inline int store_sync(struct store *s)
 static inline int64_t store_size(struct store *s)
 {
 	return s->ops->size(s);
+}
+
+static inline int store_extent(struct store *s, uint64_t off, size_t len, int write, struct store_extent *x)
+{
+	return s->ops->extent ? s->ops->extent(s, off, len, write, x) : -EOPNOTSUPP;
 }
 
 static inline void store_close(struct store *s)
