@@ -86,6 +86,9 @@ static int region_layout(struct eng_region *r, size_t length, int prot, int flag
 	if (eng_config_get("UMAPD_READ_AHEAD", v, sizeof(v)) < 0)
 		return -EINVAL;
 	ra = strtol(v, NULL, 10);
+	if (eng_config_get("UMAPD_DIRECT_IO", v, sizeof(v)) < 0)
+		return -EINVAL;
+	r->direct = v[0] == '1';
 	if (opts) {
 		for (size_t i = 0; i < sizeof(opts->reserved) / sizeof(opts->reserved[0]); i++)
 			if (opts->reserved[i])
@@ -99,6 +102,12 @@ static int region_layout(struct eng_region *r, size_t length, int prot, int flag
 			return -EINVAL;
 		if (opts->read_ahead)
 			ra = opts->read_ahead < 0 ? 0 : opts->read_ahead;
+		if (opts->io_engine < UMAPD_IOENG_DEFAULT || opts->io_engine > UMAPD_IOENG_PSYNC ||
+		    opts->direct < 0 || opts->direct > 1)
+			return -EINVAL;
+		r->io_kind = opts->io_engine;
+		if (opts->direct)
+			r->direct = true;
 	}
 	if (offset < 0 || (uint64_t)offset % psize)
 		return -EINVAL;
@@ -160,7 +169,7 @@ API void *umapd_map(void *addr, size_t length, int prot, int flags, int fd, off_
 	if (ret == 0 && (flags & UMAPD_FIXED) && (!addr || (uintptr_t)addr % sys))
 		ret = -EINVAL;
 	if (ret == 0)
-		ret = store_file_open(fd, r->writable, &r->store);
+		ret = store_file_open(fd, r->writable, r->direct, &r->store);
 	if (ret == 0)
 		ret = eng_start();
 	if (ret < 0)

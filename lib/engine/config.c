@@ -26,6 +26,8 @@ static const struct {
 	{ "UMAPD_LOG_LEVEL", "error, warn, info or debug (or 0..3)" },
 	{ "UMAPD_EVICT_COPY", "auto, direct or bounce" },
 	{ "UMAPD_FAULT_TIMEOUT", "an integer number of milliseconds 0..86400000 (0: off)" },
+	{ "UMAPD_IO", "auto, io_uring, aio or psync" },
+	{ "UMAPD_DIRECT_IO", "0 or 1" },
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -45,7 +47,11 @@ void cfg_defaults(struct eng_config *c)
 	c->log_level = ULOG_WARN;
 	c->evict_copy = 0;
 	c->fault_timeout_ms = 10000;
+	c->io_engine = 0;
+	c->direct_io = 0;
 }
+
+static const char *const io_names[] = { "auto", "io_uring", "aio", "psync" };
 
 static int find_setting(const char *name)
 {
@@ -196,6 +202,18 @@ static int set_one(struct eng_config *c, int which, const char *v)
 			return -EINVAL;
 		c->fault_timeout_ms = (unsigned)x;
 		return 0;
+	case 10:
+		for (int i = 0; i < 4; i++)
+			if (strcasecmp(v, io_names[i]) == 0) {
+				c->io_engine = i;
+				return 0;
+			}
+		return -EINVAL;
+	case 11:
+		if (parse_range(v, 0, 1, &x) < 0)
+			return -EINVAL;
+		c->direct_io = (int)x;
+		return 0;
 	}
 	return -EINVAL;
 }
@@ -236,6 +254,8 @@ int cfg_get(const struct eng_config *c, const char *name, char *buf, size_t bufl
 	case 8: n = snprintf(tmp, sizeof(tmp), "%s", c->evict_copy == UMAPD_EVICT_DIRECT ? "direct" :
 						    c->evict_copy == UMAPD_EVICT_BOUNCE ? "bounce" : "auto"); break;
 	case 9: n = snprintf(tmp, sizeof(tmp), "%u", c->fault_timeout_ms); break;
+	case 10: n = snprintf(tmp, sizeof(tmp), "%s", io_names[c->io_engine]); break;
+	case 11: n = snprintf(tmp, sizeof(tmp), "%d", c->direct_io); break;
 	default: return -EINVAL;
 	}
 	if ((size_t)n + 1 > buflen)
@@ -248,7 +268,7 @@ int cfg_from_env(struct eng_config *c)
 {
 	/* Water marks are checked against each other, so set them in an order
 	 * that cannot fail on a valid pair: widen first, then narrow. */
-	static const int order[] = { 0, 1, 4, 5, 6, 7, 8, 9 };
+	static const int order[] = { 0, 1, 4, 5, 6, 7, 8, 9, 10, 11 };
 	const char *hi = getenv("UMAPD_HIGH_WATER"), *lo = getenv("UMAPD_LOW_WATER");
 	char why[256];
 

@@ -22,6 +22,8 @@ struct eng_config {
 	int log_level;        /* enum ulog_level */
 	int evict_copy;       /* 0 auto, UMAPD_EVICT_DIRECT, UMAPD_EVICT_BOUNCE */
 	unsigned fault_timeout_ms; /* pager watchdog; 0: off */
+	int io_engine;        /* 0 auto, else UMAPD_IOENG_* */
+	int direct_io;        /* default of umapd_region_opts.direct */
 };
 
 /* The defaults documented in umapd.h. */

@@ -82,6 +82,8 @@ struct eng_region {
 	uint64_t npages;        /* pages covering len (the last may be partial) */
 	uint64_t offset;        /* store offset of base */
 	bool writable, growable;
+	int io_kind;            /* UMAPD_IOENG_* asked for this region; 0: the process's */
+	bool direct;            /* store opened O_DIRECT */
 	struct store *store;
 
 	/* Under eng.lock. */

@@ -85,10 +85,12 @@ static inline void store_close(struct store *s)
 
 /*
  * A store over an open file descriptor, which it duplicates (the caller
- * keeps its own).  writable: the caller will write.  Errors: -EBADF,
- * -EACCES (descriptor not open for the access asked), -ENODEV (not a
- * regular file or block device), -ENOMEM.
+ * keeps its own).  writable: the caller will write.  direct: open the
+ * file again with O_DIRECT (a descriptor opened O_DIRECT is used that way
+ * anyway).  Errors: -EBADF, -EACCES (descriptor not open for the access
+ * asked), -ENODEV (not a regular file or block device), -EINVAL (the file
+ * system refuses O_DIRECT), -ENOMEM.
  */
-int store_file_open(int fd, int writable, struct store **out);
+int store_file_open(int fd, int writable, int direct, struct store **out);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -103,7 +104,7 @@ static const struct store_ops file_ops = {
 	.close = file_close,
 };
 
-int store_file_open(int fd, int writable, struct store **out)
+int store_file_open(int fd, int writable, int direct, struct store **out)
 {
 	struct store_file *f;
 	struct stat st;
@@ -125,7 +126,16 @@ int store_file_open(int fd, int writable, struct store **out)
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
-	f->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (direct && !(fl & O_DIRECT)) {
+		/* A new open file description: O_DIRECT on a dup would change
+		 * the caller's descriptor too. */
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		f->fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_DIRECT | O_CLOEXEC);
+	} else {
+		f->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	}
 	if (f->fd < 0) {
 		int err = -errno;
 

@@ -16,7 +16,7 @@ static int nchecks;
 static void open_err(const char *what, int fd, int writable, int want)
 {
 	struct store *s = NULL;
-	int rc = store_file_open(fd, writable, &s);
+	int rc = store_file_open(fd, writable, 0, &s);
 	if (rc != -want)
 		t_fail("store_file_open(%s, writable %d) = %d, want -%s", what, writable, rc, t_errname(want));
 	nchecks++;
@@ -55,7 +55,7 @@ int main(void)
 
 	t_step("read-only store reads");
 	struct store *r = NULL;
-	T_OK(store_file_open(ro, 0, &r));
+	T_OK(store_file_open(ro, 0, 0, &r));
 	close(ro); /* the store keeps its own descriptor */
 	uint8_t *buf = malloc(4 * 4096);
 	T_CHECK(store_size(r) == (int64_t)len, "store_size = %lld, want %zu", (long long)store_size(r), len);
@@ -69,7 +69,7 @@ int main(void)
 
 	t_step("read-write store writes");
 	struct store *w = NULL;
-	T_OK(store_file_open(fd, 1, &w));
+	T_OK(store_file_open(fd, 1, 0, &w));
 	t_fill_pat(buf, 4096, 4096, 10);
 	T_OK(store_write(w, buf, 4096, 4096));
 	t_check_file_pat("page written through the store", fd, 4096, 4096, 10);
