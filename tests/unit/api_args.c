@@ -75,9 +75,23 @@ static void check_map(void)
 		o.read_ahead = bad_ra[i];
 		MAP_ERR(EINVAL, 4 * ps, RW, 0, fd, 0, &o);
 	}
-	for (int i = 0; i < 8; i++) {
+	for (size_t i = 0; i < sizeof(o.reserved) / sizeof(o.reserved[0]); i++) {
 		o = opts0();
 		o.reserved[i] = i == 3 ? 0x8000000000000000ull : 1;
+		MAP_ERR(EINVAL, 4 * ps, RW, 0, fd, 0, &o);
+	}
+	int bad_io[] = { -1, 4, 1000 };
+	for (size_t i = 0; i < sizeof(bad_io) / sizeof(bad_io[0]); i++) {
+		o = opts0();
+		o.io_engine = bad_io[i];
+		t_step("opts.io_engine %d", bad_io[i]);
+		MAP_ERR(EINVAL, 4 * ps, RW, 0, fd, 0, &o);
+	}
+	int bad_direct[] = { -1, 2 };
+	for (size_t i = 0; i < sizeof(bad_direct) / sizeof(bad_direct[0]); i++) {
+		o = opts0();
+		o.direct = bad_direct[i];
+		t_step("opts.direct %d", bad_direct[i]);
 		MAP_ERR(EINVAL, 4 * ps, RW, 0, fd, 0, &o);
 	}
 
