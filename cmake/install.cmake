@@ -4,8 +4,9 @@
 #   <libdir>/libumapd.so{,.0,.0.1.0}        shared library and its soname links
 #   <libdir>/libumapd.a                     static library
 #   <includedir>/umapd.h                    public header(s)
+#   <includedir>/umap.h, umap/umap.h        the LLNL UMap interface (both of UMap's paths)
 #   <libdir>/cmake/umapd/                   CMake package: find_package(umapd) -> umapd::umapd,
-#                                           umapd::umapd_static
+#                                           umapd::umapd_static, umapd::umap
 #   <libdir>/pkgconfig/umapd.pc             pkg-config file
 #   <datadir>/doc/umapd/                    README.md and docs/*.md
 #
@@ -29,7 +30,7 @@ mark_as_advanced(UMAPD_INSTALL_CMAKEDIR)
 # exported link interface of the static library.
 
 # --- libraries and headers ---------------------------------------------------
-install(TARGETS umapd umapd_static
+install(TARGETS umapd umapd_static umapd_umap
   EXPORT umapdTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
     COMPONENT Runtime
@@ -39,7 +40,7 @@ install(TARGETS umapd umapd_static
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
     COMPONENT Runtime)
 
-# Every public header in include/ (umapd.h, and umap.h once it exists).
+# Every public header in include/ (umapd.h, umap.h, umap/umap.h).
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   COMPONENT Development
