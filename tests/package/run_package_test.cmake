@@ -52,6 +52,8 @@ set(expect
   "${libdir}/libumapd.so"
   "${libdir}/libumapd.a"
   "${prefix}/${INCLUDEDIR}/umapd.h"
+  "${prefix}/${INCLUDEDIR}/umap.h"
+  "${prefix}/${INCLUDEDIR}/umap/umap.h"
   "${libdir}/cmake/umapd/umapdConfig.cmake"
   "${libdir}/cmake/umapd/umapdConfigVersion.cmake"
   "${libdir}/cmake/umapd/umapdTargets.cmake"
@@ -78,7 +80,7 @@ string(FIND "${targets}" "${UMAPD_BUILD_DIR}" pos2)
 if(pos1 GREATER_EQUAL 0 OR pos2 GREATER_EQUAL 0)
   message(FATAL_ERROR "FAIL layout: umapdTargets.cmake refers to build-tree things:\n${targets}")
 endif()
-message("ok layout: libumapd.so.${VERSION} + soname links, libumapd.a, umapd.h, CMake package, umapd.pc, docs")
+message("ok layout: libumapd.so.${VERSION} + soname links, libumapd.a, umapd.h, umap.h, umap/umap.h, CMake package, umapd.pc, docs")
 
 # 3. find_package consumer
 set(cbuild "${WORK_DIR}/cmake-consumer")
@@ -102,6 +104,8 @@ step("build find_package consumer" ${CMAKE_COMMAND} --build "${cbuild}")
 step("run find_package consumer (shared)" "${cbuild}/consumer_shared")
 message("${step_out}")
 step("run find_package consumer (static)" "${cbuild}/consumer_static")
+message("${step_out}")
+step("run find_package consumer (umapd::umap)" "${cbuild}/consumer_umap")
 message("${step_out}")
 
 # 4. pkg-config consumer
