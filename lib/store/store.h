@@ -16,6 +16,7 @@
 #define UMAPD_STORE_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -25,6 +26,14 @@ struct store;
 /*
  * Where a byte range of a store lives, for I/O engines that submit reads
  * and writes themselves (io_uring, libaio) instead of calling read/write.
+ *
+ * Contract: a descriptor returned by extent() stays open and valid until
+ * the store is closed, because the I/O may complete long after the call.
+ * A read through an extent may come up short at the end of the
+ * descriptor's file (a chunk or file not written that far): the missing
+ * bytes read as zeros.  The store does no locking on the caller's behalf
+ * for I/O it did not do itself, so extent(write=1) returns -EOPNOTSUPP
+ * where the store needs to take a lock around the write (see each store).
  */
 struct store_extent {
 	int fd;          /* descriptor to read or write; -1 on a read: a hole, reads as zeros */
@@ -92,5 +101,79 @@ static inline void store_close(struct store *s)
  * system refuses O_DIRECT), -ENOMEM.
  */
 int store_file_open(int fd, int writable, int direct, struct store **out);
+
+/*
+ * A sparse store over the directory dir (store_sparse.c says its layout).
+ * flags: STORE_SPARSE_CREATE makes the directory (its last component) and
+ * the metadata file if missing; STORE_SPARSE_RDONLY opens for reading only
+ * (writes fail with -EROFS).  chunk_size: a multiple of 4096 up to 1 TiB,
+ * or 0: the recorded one, or 64 MiB for a new store.  size: the logical
+ * size of a new store; for an existing one a larger value grows it, 0 or a
+ * smaller one keeps the recorded size.
+ * Errors: -EFAULT (NULL), -EINVAL (bad flags or chunk size, CREATE with
+ * RDONLY, a metadata file that is corrupt, of another version or of
+ * another chunk size; a larger size with RDONLY), -ENOENT (no directory or
+ * no metadata file, without CREATE), -ENOTDIR, -EACCES/-EROFS (the
+ * directory cannot be read, or written when not RDONLY), -ENOMEM.
+ */
+#define STORE_SPARSE_CREATE 0x1
+#define STORE_SPARSE_RDONLY 0x2
+int store_sparse_open(const char *dir, uint64_t chunk_size, uint64_t size, int flags, struct store **out);
+
+/*
+ * A store in anonymous memory: data of logical size `size` (zeros), growing
+ * with writes up to `limit` bytes (0: no limit but address space); a write
+ * past the limit fails with -ENOSPC.  Errors: -EINVAL (size > limit, or
+ * limit > INT64_MAX), -ENOMEM.
+ */
+int store_memory_open(uint64_t size, uint64_t limit, struct store **out);
+
+/*
+ * The fault-injection store (store_inject.c documents the spec syntax).
+ * inject_parse is a pure function of its input: it never crashes, and on
+ * -EINVAL writes a one-line reason into why (if why != NULL and whylen > 0).
+ */
+#define INJECT_SPEC_MAX 255 /* characters of a spec, without the NUL */
+
+struct inject_fault {
+	int err;       /* errno to fail with; 0: none */
+	uint32_t ppb;  /* probability, parts per 10^9 */
+};
+
+struct inject_cfg {
+	struct inject_fault read, write, sync;
+	uint64_t enospc_after;      /* write budget in bytes; UINT64_MAX: none */
+	uint64_t fail_reads_after;  /* reads allowed after the spec took effect; UINT64_MAX: all */
+	uint64_t fail_writes_after; /* the same for writes */
+	uint32_t latency_us;        /* sleep before each read, write and sync */
+	uint64_t seed;              /* of the random choices */
+};
+
+/* What the store saw and did since it was opened. */
+struct inject_counters {
+	uint64_t reads, writes, syncs;             /* operations asked for */
+	uint64_t read_errors, write_errors, sync_errors; /* injected errors (not ENOSPC budget) */
+	uint64_t enospc_errors;                    /* writes refused by enospc_after */
+	uint64_t bytes_written;                    /* written to the inner store */
+	uint64_t delays;                           /* operations slowed by latency_us */
+};
+
+void inject_defaults(struct inject_cfg *c);
+int inject_parse(const char *spec, struct inject_cfg *out, char *why, size_t whylen);
+
+/* Wrap inner (owned from now on: closing the wrapper closes it).
+ * Errors: -EFAULT (NULL), -EINVAL (bad spec), -ENOMEM; inner stays the caller's. */
+int store_inject_open(struct store *inner, const char *spec, struct store **out);
+/* Is s an injection store? */
+bool store_is_inject(const struct store *s);
+/* Replace the spec of a live injection store: the counts behind
+ * fail_*_after start again; the bytes written (enospc_after) are kept, so
+ * raising the budget lets writes succeed again.  -EINVAL: not an injection
+ * store, or bad spec. */
+int store_inject_set(struct store *s, const char *spec);
+int store_inject_counters(struct store *s, struct inject_counters *out);
+/* Free the wrapper without closing the inner store, and return it (NULL if
+ * s is not an injection store). */
+struct store *store_inject_detach(struct store *s);
 
 #endif
