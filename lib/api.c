@@ -12,6 +12,7 @@
 
 #include "engine/engine.h"
 #include "umapd.h"
+#include "umapd_store.h"
 #include "util/log.h"
 
 #define API __attribute__((visibility("default")))
@@ -148,30 +149,44 @@ static void *region_mmap(void *addr, size_t len, size_t psize, int prot, int fla
 	return a;
 }
 
-API void *umapd_map(void *addr, size_t length, int prot, int flags, int fd, off_t offset,
-		    const struct umapd_region_opts *opts)
+/*
+ * UMAPD_FAULT_INJECT: wrap the region's store in a fault-injection store.
+ * *wrapped tells the caller to unwrap it again if the map fails later.
+ */
+static int inject_wrap(struct eng_region *r, bool *wrapped)
 {
-	if (eng.started)
-		zombies_free(zombies_collect(0));
+	char spec[INJECT_SPEC_MAX + 1];
+	struct store *w;
+	int ret;
 
-	struct eng_region *r = calloc(1, sizeof(*r));
-	size_t sys = (size_t)sysconf(_SC_PAGESIZE);
-	bool wp;
+	*wrapped = false;
+	ret = eng_config_get("UMAPD_FAULT_INJECT", spec, sizeof(spec));
+	if (ret <= 0)
+		return ret; /* unset (0) or unreadable */
+	ret = store_inject_open(r->store, spec, &w);
+	if (ret < 0)
+		return ret;
+	ulog_info("UMAPD_FAULT_INJECT=%s: faults injected into the %s store", spec, r->store->ops->name);
+	r->store = w;
+	*wrapped = true;
+	return 0;
+}
+
+/*
+ * Map the region laid out in r over its open store r->store: the one path
+ * of umapd_map and umapd_map_store.  On success the region owns the store;
+ * on failure (NULL, *err set) r->store is the caller's as it came in.
+ */
+static void *map_region(struct eng_region *r, void *addr, int prot, int flags, int *err)
+{
+	bool wp, wrapped = false;
 	void *base = MAP_FAILED;
 	int64_t size;
 	int ret;
 
-	if (!r) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	ret = region_layout(r, length, prot, flags, offset, opts);
-	if (ret == 0 && (flags & UMAPD_FIXED) && (!addr || (uintptr_t)addr % sys))
-		ret = -EINVAL;
+	ret = eng_start();
 	if (ret == 0)
-		ret = store_file_open(fd, r->writable, r->direct, &r->store);
-	if (ret == 0)
-		ret = eng_start();
+		ret = inject_wrap(r, &wrapped);
 	if (ret < 0)
 		goto fail;
 	wp = r->writable && eng.uffd.can_wp;
@@ -234,8 +249,76 @@ API void *umapd_map(void *addr, size_t length, int prot, int flags, int fd, off_
 fail:
 	if (base != MAP_FAILED)
 		munmap(base, r->len);
+	if (wrapped)
+		r->store = store_inject_detach(r->store);
+	*err = ret;
+	return NULL;
+}
+
+API void *umapd_map(void *addr, size_t length, int prot, int flags, int fd, off_t offset,
+		    const struct umapd_region_opts *opts)
+{
+	if (eng.started)
+		zombies_free(zombies_collect(0));
+
+	struct eng_region *r = calloc(1, sizeof(*r));
+	size_t sys = (size_t)sysconf(_SC_PAGESIZE);
+	void *base = NULL;
+	int ret;
+
+	if (!r) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ret = region_layout(r, length, prot, flags, offset, opts);
+	if (ret == 0 && (flags & UMAPD_FIXED) && (!addr || (uintptr_t)addr % sys))
+		ret = -EINVAL;
+	if (ret == 0)
+		ret = store_file_open(fd, r->writable, r->direct, &r->store);
+	if (ret == 0)
+		base = map_region(r, addr, prot, flags, &ret);
+	if (base)
+		return base;
 	if (r->store)
 		store_close(r->store);
+	free(r);
+	errno = -ret;
+	return NULL;
+}
+
+API void *umapd_map_store(void *addr, size_t length, int prot, int flags, struct umapd_store *store,
+			  uint64_t offset, const struct umapd_region_opts *opts)
+{
+	if (eng.started)
+		zombies_free(zombies_collect(0));
+
+	struct eng_region *r;
+	size_t sys = (size_t)sysconf(_SC_PAGESIZE);
+	void *base = NULL;
+	int ret;
+
+	if (!store) {
+		errno = EFAULT;
+		return NULL;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ret = offset > (uint64_t)INT64_MAX ? -EOVERFLOW : region_layout(r, length, prot, flags, (off_t)offset, opts);
+	/* The store does its own I/O; its extents carry any alignment it needs. */
+	r->direct = false;
+	if (ret == 0 && (flags & UMAPD_FIXED) && (!addr || (uintptr_t)addr % sys))
+		ret = -EINVAL;
+	if (ret == 0)
+		ret = store_plugin_wrap(store, r->writable, &r->store);
+	if (ret == 0)
+		base = map_region(r, addr, prot, flags, &ret);
+	if (base)
+		return base;
+	if (r->store)
+		store_plugin_unwrap(r->store); /* the store stays the caller's */
 	free(r);
 	errno = -ret;
 	return NULL;
@@ -435,7 +518,7 @@ static int do_advice(struct eng_region *r, uint64_t first, uint64_t end, void *a
 	(void)end;
 	pthread_mutex_lock(&eng.lock);
 	r->advice = *(int *)arg;
-	r->ra_window = 0;
+	memset(r->streams, 0, sizeof(r->streams));
 	pthread_mutex_unlock(&eng.lock);
 	return 0;
 }

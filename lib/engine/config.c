@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "probe/probe.h"
+#include "store/store.h"
 #include "util/log.h"
 
 /* Every setting: its name and the sentence that says what it accepts. */
@@ -28,6 +29,7 @@ static const struct {
 	{ "UMAPD_FAULT_TIMEOUT", "an integer number of milliseconds 0..86400000 (0: off)" },
 	{ "UMAPD_IO", "auto, io_uring, aio or psync" },
 	{ "UMAPD_DIRECT_IO", "0 or 1" },
+	{ "UMAPD_FAULT_INJECT", "a fault-injection spec such as write_error=EIO:0.01,enospc_after=1M (docs/stores.md), or empty" },
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -49,6 +51,7 @@ void cfg_defaults(struct eng_config *c)
 	c->fault_timeout_ms = 10000;
 	c->io_engine = 0;
 	c->direct_io = 0;
+	c->fault_inject[0] = '\0';
 }
 
 static const char *const io_names[] = { "auto", "io_uring", "aio", "psync" };
@@ -214,6 +217,14 @@ static int set_one(struct eng_config *c, int which, const char *v)
 			return -EINVAL;
 		c->direct_io = (int)x;
 		return 0;
+	case 12: {
+		struct inject_cfg ic;
+
+		if (inject_parse(v, &ic, NULL, 0) < 0)
+			return -EINVAL;
+		snprintf(c->fault_inject, sizeof(c->fault_inject), "%s", v);
+		return 0;
+	}
 	}
 	return -EINVAL;
 }
@@ -228,7 +239,13 @@ int cfg_set(struct eng_config *c, const char *name, const char *value, char *why
 		return -EINVAL;
 	}
 	if (set_one(c, which, value) < 0) {
-		if (why)
+		if (why && which == 12) { /* the parser says precisely what is wrong */
+			char reason[200];
+			struct inject_cfg ic;
+
+			inject_parse(value, &ic, reason, sizeof(reason));
+			snprintf(why, whylen, "%s=\"%.100s\" is invalid: %s (docs/stores.md)", name, value, reason);
+		} else if (why)
 			snprintf(why, whylen, "%s=\"%s\" is invalid: expected %s", name, value,
 				 settings[which].form);
 		return -EINVAL;
@@ -239,7 +256,7 @@ int cfg_set(struct eng_config *c, const char *name, const char *value, char *why
 int cfg_get(const struct eng_config *c, const char *name, char *buf, size_t buflen)
 {
 	static const char *const levels[] = { "error", "warn", "info", "debug" };
-	char tmp[64];
+	char tmp[300]; /* room for UMAPD_FAULT_INJECT */
 	int n;
 
 	switch (find_setting(name)) {
@@ -256,6 +273,7 @@ int cfg_get(const struct eng_config *c, const char *name, char *buf, size_t bufl
 	case 9: n = snprintf(tmp, sizeof(tmp), "%u", c->fault_timeout_ms); break;
 	case 10: n = snprintf(tmp, sizeof(tmp), "%s", io_names[c->io_engine]); break;
 	case 11: n = snprintf(tmp, sizeof(tmp), "%d", c->direct_io); break;
+	case 12: n = snprintf(tmp, sizeof(tmp), "%s", c->fault_inject); break;
 	default: return -EINVAL;
 	}
 	if ((size_t)n + 1 > buflen)
@@ -268,7 +286,7 @@ int cfg_from_env(struct eng_config *c)
 {
 	/* Water marks are checked against each other, so set them in an order
 	 * that cannot fail on a valid pair: widen first, then narrow. */
-	static const int order[] = { 0, 1, 4, 5, 6, 7, 8, 9, 10, 11 };
+	static const int order[] = { 0, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
 	const char *hi = getenv("UMAPD_HIGH_WATER"), *lo = getenv("UMAPD_LOW_WATER");
 	char why[256];
 

@@ -24,6 +24,7 @@ struct eng_config {
 	unsigned fault_timeout_ms; /* pager watchdog; 0: off */
 	int io_engine;        /* 0 auto, else UMAPD_IOENG_* */
 	int direct_io;        /* default of umapd_region_opts.direct */
+	char fault_inject[256]; /* UMAPD_FAULT_INJECT: inject spec (lib/store) for new regions; "": none */
 };
 
 /* The defaults documented in umapd.h. */

@@ -102,6 +102,60 @@ static int start_threads(pthread_t **out, unsigned n, void *(*fn)(void *), const
 	return 0;
 }
 
+/*
+ * UMAPD_IO_INJECT=short:P,eintr:P,eagain:P[,seed:N], a testing knob: the
+ * engine's I/O contexts cut P% of their submissions short and turn P% of
+ * their completions into EINTR or EAGAIN, which lib/io must absorb.
+ */
+static int io_inject_from_env(void)
+{
+	static struct io_inject inj;
+	const char *v = getenv("UMAPD_IO_INJECT");
+	char *copy, *save = NULL;
+	int ret = 0;
+
+	if (!v || !*v)
+		return 0;
+	copy = strdup(v);
+	if (!copy)
+		return -ENOMEM;
+	memset(&inj, 0, sizeof(inj));
+	for (char *tok = strtok_r(copy, ",", &save); tok && ret == 0; tok = strtok_r(NULL, ",", &save)) {
+		char *colon = strchr(tok, ':'), *end;
+		unsigned long long x;
+
+		if (!colon) {
+			ret = -EINVAL;
+			break;
+		}
+		*colon = '\0';
+		errno = 0;
+		x = strtoull(colon + 1, &end, 10);
+		if (errno || end == colon + 1 || *end)
+			ret = -EINVAL;
+		else if (!strcmp(tok, "seed"))
+			inj.seed = x;
+		else if (x > 100)
+			ret = -EINVAL;
+		else if (!strcmp(tok, "short"))
+			inj.short_pct = (unsigned)x;
+		else if (!strcmp(tok, "eintr"))
+			inj.eintr_pct = (unsigned)x;
+		else if (!strcmp(tok, "eagain"))
+			inj.eagain_pct = (unsigned)x;
+		else
+			ret = -EINVAL;
+	}
+	free(copy);
+	if (ret < 0) {
+		ulog_error("UMAPD_IO_INJECT=\"%s\" is invalid: expected comma-separated short:P, eintr:P, "
+			   "eagain:P (percentages 0..100) and seed:N", v);
+		return ret;
+	}
+	eng.io_inject = &inj;
+	return 0;
+}
+
 static int eng_start_locked(void)
 {
 	/* Events: see lib/engine/events.c.  No EVENT_FORK: regions are
@@ -122,7 +176,7 @@ static int eng_start_locked(void)
 	pthread_mutex_lock(&eng.cfg_lock);
 	ret = cfg_load_locked();
 	unsigned nf = eng.cfg.fillers, ne = eng.cfg.evictors;
-	int evict_copy = eng.cfg.evict_copy;
+	int evict_copy = eng.cfg.evict_copy, io_want = eng.cfg.io_engine;
 	pthread_mutex_unlock(&eng.cfg_lock);
 	if (ret < 0)
 		return ret;
@@ -142,6 +196,19 @@ static int eng_start_locked(void)
 				  "safe on this kernel (umapd-probe says why): write-back copies such pages first");
 	}
 	eng.evict_bounce = evict_copy == UMAPD_EVICT_BOUNCE;
+
+	ret = io_inject_from_env();
+	if (ret < 0)
+		return ret;
+	{
+		char why[160];
+
+		eng.io_kind = io_choose((enum io_kind)io_want, why, sizeof(why));
+		if (why[0])
+			ulog_warn("I/O engine: %s; using %s", why, io_kind_name((enum io_kind)eng.io_kind));
+		else
+			ulog_info("I/O engine: %s", io_kind_name((enum io_kind)eng.io_kind));
+	}
 
 	eng.sys_psize = (size_t)sysconf(_SC_PAGESIZE);
 	eng.pid = getpid();
@@ -274,6 +341,8 @@ static void counters_add(struct umapd_stats *o, const struct eng_counters *c)
 	ADD(bytes_read);
 	ADD(bytes_written);
 	ADD(readahead_pages);
+	ADD(readahead_hits);
+	ADD(readahead_wasted);
 	ADD(io_errors);
 	ADD(fault_wait_budget);
 	ADD(pinned_pages);
@@ -343,7 +412,9 @@ void eng_stats(struct umapd_stats *out)
 	out->dirty_bytes = atomic_load_explicit(&eng.dirty_now, memory_order_relaxed);
 	out->meta_bytes = atomic_load_explicit(&eng.meta_now, memory_order_relaxed);
 	out->budget_bytes = atomic_load_explicit(&eng.budget, memory_order_relaxed);
-	if (eng.started)
+	if (eng.started) {
 		out->evict_mode = eng.evict_bounce ? UMAPD_EVICT_BOUNCE : UMAPD_EVICT_DIRECT;
+		out->io_engine = (uint64_t)eng.io_kind;
+	}
 	stats_finish(out, lat, max);
 }

@@ -30,6 +30,7 @@
 
 #include "engine/config.h"
 #include "engine/latency.h"
+#include "io/io.h"
 #include "store/store.h"
 #include "uffd/uffd.h"
 #include "umapd.h"
@@ -62,6 +63,7 @@ struct eng_page {
 	uint8_t was_dirty;               /* EVICTING/WRITEBACK: dirty when taken */
 	uint8_t dropping;                /* busy: its slot may be empty for a while (drop, move) */
 	uint8_t pinned;                  /* write-back found it pinned: keep it dirty */
+	uint8_t readahead;               /* brought in ahead of use, not yet proved useful */
 };
 
 /* Per-region counters; relaxed atomics, summed for process stats. */
@@ -71,6 +73,16 @@ struct eng_counters {
 	_Atomic uint64_t bytes_read, bytes_written, readahead_pages, io_errors;
 	_Atomic uint64_t fault_wait_budget;
 	_Atomic uint64_t pinned_pages, stuck_faults;
+	_Atomic uint64_t readahead_hits, readahead_wasted;
+};
+
+/* A sequential stream seen in a region's faults (read-ahead). */
+#define RA_STREAMS 4
+struct eng_stream {
+	uint64_t next;          /* page the stream would fault on next */
+	uint64_t ra_start;      /* first page of its last read-ahead */
+	long window;            /* current read-ahead window, pages (0: none yet) */
+	uint64_t used;          /* eng_region.ra_clock when last continued */
 };
 
 struct eng_region {
@@ -93,8 +105,8 @@ struct eng_region {
 	uint64_t nresident, ndirty;
 	long ra_max;            /* max read-ahead window, pages */
 	int advice;             /* UMAPD_ADV_NORMAL/SEQUENTIAL/RANDOM */
-	uint64_t ra_next;       /* page a sequential stream would fault next */
-	long ra_window;         /* current window, pages */
+	struct eng_stream streams[RA_STREAMS];
+	uint64_t ra_clock;      /* ticks once per miss, for the streams' LRU */
 	bool frozen;            /* unmap in progress: no new state changes */
 	bool gone;              /* wholly unmapped by the application (munmap) */
 	struct eng_hole *holes; /* ranges the application unmapped, sorted */
@@ -152,6 +164,8 @@ struct engine {
 	_Atomic unsigned high_pct, low_pct;
 	_Atomic unsigned fault_timeout_ms;
 	bool evict_bounce;             /* set at start: write unmovable pages from a CPU copy */
+	int io_kind;                   /* enum io_kind chosen at start (UMAPD_IO) */
+	struct io_inject *io_inject;   /* UMAPD_IO_INJECT for tests, or NULL */
 
 	pthread_rwlock_t regions_lock;
 	struct eng_region **regions;   /* sorted by base */
@@ -239,16 +253,64 @@ struct fill_req {
 	uint64_t n;          /* pages reserved (FILLING) from first */
 	bool write;          /* the fault on `first` was a write: install it dirty */
 	bool prefetch;       /* no fault is waiting: all pages are read-ahead */
+	bool readahead;      /* prefetch by the read-ahead (pages marked for the hit count) */
 	bool keep_dirty;     /* refill of a dirty page: it stays dirty */
+	/* Set by fill_begin(). */
+	uint64_t data_end;   /* the region's data_end when the fill began */
+	size_t total;        /* bytes of the n pages */
 };
 /* Reserve `first` and up to want-1 following absent pages within budget. */
 uint64_t fill_reserve(struct eng_region *r, uint64_t first, uint64_t want, uint64_t limit);
+/* Count the fill and note its size; returns q->total. */
+size_t fill_begin(struct fill_req *q);
+/* Install bytes [done, done+len) of the fill from buf.  On an error the
+ * fill is ended (what was installed before done kept, the rest given up)
+ * and the error returned: -EAGAIN means retry the fault later. */
+int fill_install(struct fill_req *q, const char *buf, size_t done, size_t len);
+/* All q->total bytes are installed: leave FILLING. */
+void fill_done(struct fill_req *q);
+/* Reading store offset off failed for good after `done` bytes were installed. */
+void fill_fail(struct fill_req *q, uint64_t off, size_t done, int err);
+/*
+ * Read-ahead decision for a miss at index (under eng.lock): the pages
+ * [*first, *first + return) to read ahead, 0 for none.  Streams are
+ * detected per region (RA_STREAMS at once); a continuing stream doubles
+ * its window up to the region's maximum and counts its last read-ahead's
+ * pages as hits.  Call ra_reserved() with the pages actually reserved.
+ */
+long ra_decide(struct eng_region *r, uint64_t index, uint64_t *first);
+void ra_reserved(struct eng_region *r, uint64_t index, uint64_t first, uint64_t n);
+void ra_touch(struct eng_page *p); /* a fault proved a read-ahead page useful */
 /* Read [off, off+len) of r's store into buf, zeros past data_end, retrying
  * a failed read a few times; *got = bytes that came from the store. */
 int fill_read(struct eng_region *r, void *buf, size_t len, uint64_t off, uint64_t data_end, uint64_t *got);
 /* Read and install; returns 0 or negative errno (-EAGAIN: retry later). */
 int fill_run(struct fill_req *q, void *bounce, size_t bounce_len);
-long fill_window(struct eng_region *r, uint64_t index); /* read-ahead decision, under lock */
+
+/* fill_async.c: a fault thread's fills in flight (one per thread, unlocked) */
+struct fill_async;
+struct fa_fault {               /* the fault a fill serves, if any */
+	uintptr_t addr;
+	uint64_t flags;
+	unsigned tries;
+	uint64_t t0;            /* lat_now_ns() when it was taken up */
+};
+int fa_open(struct fill_async **out, int ep); /* ep: the thread's epoll, for completions */
+void fa_close(struct fill_async *fa);
+/* Start reading the reserved fill q.  Takes a region reference of its
+ * own.  fault: what to do when it is installed (NULL for a prefetch).
+ * Returns 0 (started), or -E2BIG: too large for the thread's buffers (the
+ * caller fills it synchronously).  Waits for earlier fills to free buffer
+ * room if needed. */
+int fa_start(struct fill_async *fa, struct fill_req *q, const struct fa_fault *fault);
+/* Hand started fills to the kernel. */
+void fa_submit(struct fill_async *fa);
+/* Install what finished; wait: block for at least one.  Returns how many
+ * fills ended. */
+int fa_reap(struct fill_async *fa, bool wait);
+unsigned fa_active(const struct fill_async *fa); /* fills in flight */
+bool fa_has_room(const struct fill_async *fa);  /* half the buffers free */
+int fa_event_fd(struct fill_async *fa);          /* -1: none (psync) */
 
 /* evict.c */
 void *evictor_main(void *arg);
@@ -280,5 +342,7 @@ void fault_drain(void);
  * by an evictor every few hundred milliseconds; takes the locks itself. */
 void fault_watchdog(void);
 int fault_prefetch(struct eng_region *r, uint64_t first, uint64_t end);
+/* Serve the fault again later (its install met EAGAIN: events pending). */
+void fault_retry_later(uintptr_t addr, uint64_t flags, unsigned tries);
 
 #endif

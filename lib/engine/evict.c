@@ -509,6 +509,8 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n, uint64_
 			 * page that moved out is gone from the region whatever its
 			 * run's outcome (a failed write put it back `pinned`). */
 			if (pg_dead(p) || (u->evict && !p->pinned && (u->parked || u->ret == 0))) {
+				if (p->readahead)
+					atomic_fetch_add_explicit(&r->c.readahead_wasted, 1, memory_order_relaxed);
 				pg_remove(p);
 				u->dropped++;
 				continue;

@@ -24,8 +24,9 @@
 #define PREFETCH_STEP 64 /* pages of a prefetch served between fault batches */
 
 struct filler {
-	void *bounce;
+	void *bounce;                /* synchronous fills: refills, very large pages */
 	int ep;
+	struct fill_async *fa;       /* fills in flight */
 };
 
 #define MAX_WAITERS 1024
@@ -139,6 +140,11 @@ static void fault_defer_unlocked(uintptr_t addr, uint64_t flags, unsigned tries)
 		ulog_error("cannot defer a fault at %p: out of memory", (void *)addr);
 }
 
+void fault_retry_later(uintptr_t addr, uint64_t flags, unsigned tries)
+{
+	fault_defer_unlocked(addr, flags, tries);
+}
+
 /*
  * A fault at an address no live region claims.  A first time, it may be a
  * region moved by an mremap whose event is not read yet: defer it until
@@ -242,6 +248,7 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 	uint64_t t0 = lat_now_ns(), idx;
 	bool wp = flags & UFFD_PAGEFAULT_FLAG_WP, write = flags & UFFD_PAGEFAULT_FLAG_WRITE;
 	uint64_t budget = atomic_load_explicit(&eng.budget, memory_order_relaxed);
+	bool async = false; /* its latency is recorded when the fill completes */
 
 	if (!r)
 		return fault_unclaimed(addr, flags, tries);
@@ -290,6 +297,8 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		uffd_wake(&eng.uffd, pg_addr(r, idx), pg_len(r, idx));
 	} else if (!p) {
 		struct fill_req q = { .r = r, .first = idx, .write = write };
+		struct fill_req ra = { .r = r, .prefetch = true, .readahead = true };
+		struct fa_fault ff = { .addr = addr, .flags = flags, .tries = tries, .t0 = t0 };
 		long w;
 
 		if (eng.resident_bytes + r->psize > budget) {
@@ -303,8 +312,13 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 				ulog_error("cannot defer a fault at %p: out of memory", (void *)addr);
 			return false;
 		}
-		w = fill_window(r, idx);
-		q.n = fill_reserve(r, idx, (uint64_t)w + 1, budget);
+		w = ra_decide(r, idx, &ra.first);
+		q.n = fill_reserve(r, idx, 1, budget);
+		/* Read-ahead is a fill of its own, so the faulting thread wakes
+		 * as soon as its page is in, not when the whole window is. */
+		if (q.n && w > 0 && eng.resident_bytes + r->psize <= budget)
+			ra.n = fill_reserve(r, ra.first, (uint64_t)w, budget);
+		ra_reserved(r, idx, ra.first, ra.n);
 		if (eng.resident_bytes > eng_high_mark())
 			eng_kick_evictors();
 		if (q.n == 0) {
@@ -315,11 +329,17 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 			return false;
 		}
 		pthread_mutex_unlock(&eng.lock);
-		if (fill_run(&q, f->bounce, BOUNCE_BYTES) == -EAGAIN) {
+		if (fa_start(f->fa, &q, &ff) == 0) {
+			async = true;
+		} else if (fill_run(&q, f->bounce, BOUNCE_BYTES) == -EAGAIN) {
+			if (ra.n && fa_start(f->fa, &ra, NULL) < 0)
+				fill_run(&ra, f->bounce, BOUNCE_BYTES);
 			fault_defer_unlocked(addr, flags, tries + 1);
 			rg_put(r);
 			return false;
 		}
+		if (ra.n && fa_start(f->fa, &ra, NULL) < 0)
+			fill_run(&ra, f->bounce, BOUNCE_BYTES);
 	} else if (pg_busy(p->state)) {
 		bool zapped = !wp && (p->state == PG_WRITEBACK || p->state == PG_EVICTING) &&
 			      !p->dropping && !pg_present(addr, addr + 1);
@@ -341,6 +361,7 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		int ret;
 
 		p->referenced = 1;
+		ra_touch(p);
 		p->was_dirty = 0;
 		pg_set_state(p, PG_UNPROTECTING);
 		pthread_mutex_unlock(&eng.lock);
@@ -383,6 +404,7 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		 * served, or the page was zapped under us (MADV_DONTNEED by the
 		 * application).  The page tables tell which. */
 		p->referenced = 1;
+		ra_touch(p);
 		if (pg_present(addr, addr + 1)) {
 			pthread_mutex_unlock(&eng.lock);
 			uffd_wake(&eng.uffd, addr & ~(uintptr_t)(eng.sys_psize - 1), eng.sys_psize);
@@ -403,7 +425,8 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 			}
 		}
 	}
-	lat_record(&r->lat, lat_now_ns() - t0);
+	if (!async)
+		lat_record(&r->lat, lat_now_ns() - t0);
 	rg_put(r);
 	return true;
 }
@@ -509,6 +532,8 @@ static bool serve_prefetch(struct filler *f)
 	struct fill_req q = { .prefetch = true };
 	uint64_t budget = atomic_load_explicit(&eng.budget, memory_order_relaxed), limit;
 
+	if (!fa_has_room(f->fa))
+		return false; /* the fills in flight come first */
 	pthread_mutex_lock(&eng.lock);
 	pf = eng.prefetch_head;
 	if (!pf) {
@@ -535,7 +560,7 @@ static bool serve_prefetch(struct filler *f)
 		pf = NULL; /* still queued; keep its region reference */
 	}
 	pthread_mutex_unlock(&eng.lock);
-	if (q.n > 0)
+	if (q.n > 0 && fa_start(f->fa, &q, NULL) < 0)
 		fill_run(&q, f->bounce, BOUNCE_BYTES);
 	if (pf) {
 		rg_put(pf->r);
@@ -574,7 +599,7 @@ void *filler_main(void *arg)
 
 	f.bounce = mmap(NULL, BOUNCE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	f.ep = epoll_create1(EPOLL_CLOEXEC);
-	if (f.bounce == MAP_FAILED || f.ep < 0) {
+	if (f.bounce == MAP_FAILED || f.ep < 0 || fa_open(&f.fa, f.ep) < 0) {
 		ulog_error("fault thread %u cannot start: %s", id, ulog_errname(errno));
 		goto out;
 	}
@@ -602,20 +627,26 @@ void *filler_main(void *arg)
 		}
 		if (n > 0) {
 			serve_batch(&f, msgs, n);
+			/* One submission for the batch's reads, then install
+			 * whatever is already done (cached data completes at once). */
+			fa_submit(f.fa);
+			fa_reap(f.fa, false);
 			continue;
 		}
+		fa_reap(f.fa, false);
 		serve_deferred(&f);
 		more = serve_prefetch(&f);
+		fa_submit(f.fa);
 		if (more)
 			continue;
 
-		struct epoll_event got[2];
+		struct epoll_event got[4];
 		size_t deferred;
 
 		pthread_mutex_lock(&eng.lock);
 		deferred = eng.ndeferred;
 		pthread_mutex_unlock(&eng.lock);
-		int k = epoll_wait(f.ep, got, 2, deferred ? 10 : -1);
+		int k = epoll_wait(f.ep, got, 4, deferred ? 10 : -1);
 
 		for (int i = 0; i < k; i++)
 			if (got[i].data.u32 == 1) {
@@ -626,6 +657,7 @@ void *filler_main(void *arg)
 			}
 	}
 out:
+	fa_close(f.fa);
 	if (f.ep >= 0)
 		close(f.ep);
 	if (f.bounce != MAP_FAILED && f.bounce)

@@ -19,26 +19,102 @@
 #define RA_MAX_BYTES (4u << 20) /* never read more than this ahead of a fault */
 #define READ_TRIES 3
 
-long fill_window(struct eng_region *r, uint64_t index)
+/*
+ * Read-ahead.  Each region follows up to RA_STREAMS sequential streams.  A
+ * miss continues a stream if it falls in [ra_start, next]: the stream's
+ * last read-ahead (whose pages the application has now gone past, so they
+ * count as hits) or the page right after it.  A continuing stream doubles
+ * its window up to the region's maximum; a miss that continues nothing
+ * takes the least recently used stream's slot and reads nothing ahead
+ * unless the page before it is resident (the start of a scan), so random
+ * access costs no wasted reads.  UMAPD_ADV_SEQUENTIAL always reads the
+ * full window, UMAPD_ADV_RANDOM never reads ahead.
+ */
+static void ra_count_hits(struct eng_region *r, uint64_t from, uint64_t to)
 {
-	long w, cap = (long)(RA_MAX_BYTES >> r->pshift);
+	uint64_t hits = 0;
 
-	if (r->ra_max <= 0 || r->advice == UMAPD_ADV_RANDOM) {
-		w = 0;
-	} else if (r->advice == UMAPD_ADV_SEQUENTIAL) {
-		w = r->ra_max;
-	} else if (index == r->ra_next) {
-		/* The stream goes on: double the window, up to the maximum. */
-		w = r->ra_window ? r->ra_window * 2 : 4;
-		if (w > r->ra_max)
-			w = r->ra_max;
-	} else {
-		w = 0; /* random access collapses the window */
+	if (to - from > (uint64_t)r->ra_max + 1)
+		from = to - (uint64_t)r->ra_max - 1;
+	for (uint64_t i = from; i < to; i++) {
+		struct eng_page *p = pg_lookup(r, i);
+
+		if (p && p->readahead) {
+			p->readahead = 0;
+			hits++;
+		}
 	}
-	if (w > cap)
-		w = cap;
-	r->ra_window = w;
-	return w;
+	if (hits)
+		atomic_fetch_add_explicit(&r->c.readahead_hits, hits, memory_order_relaxed);
+}
+
+void ra_touch(struct eng_page *p)
+{
+	if (p->readahead) {
+		p->readahead = 0;
+		atomic_fetch_add_explicit(&p->region->c.readahead_hits, 1, memory_order_relaxed);
+	}
+}
+
+long ra_decide(struct eng_region *r, uint64_t index, uint64_t *first)
+{
+	long cap = (long)(RA_MAX_BYTES >> r->pshift), max = r->ra_max < cap ? r->ra_max : cap;
+	struct eng_stream *s = NULL, *lru = &r->streams[0];
+	long w;
+
+	r->ra_clock++;
+	*first = index + 1;
+	if (max <= 0 || r->advice == UMAPD_ADV_RANDOM)
+		return 0;
+	for (int i = 0; i < RA_STREAMS; i++) {
+		struct eng_stream *t = &r->streams[i];
+
+		if (t->used && index >= t->ra_start && index <= t->next) {
+			s = t;
+			break;
+		}
+		if (t->used < lru->used)
+			lru = t;
+	}
+	if (s) {
+		ra_count_hits(r, s->ra_start, index);
+		w = s->window ? s->window * 2 : 4;
+		/* What the last read-ahead brought in need not be read again. */
+		if (s->next > *first)
+			*first = s->next;
+	} else {
+		s = lru;
+		s->window = 0;
+		w = index > 0 && pg_lookup(r, index - 1) ? 4 : 0;
+	}
+	if (r->advice == UMAPD_ADV_SEQUENTIAL)
+		w = max;
+	if (w > max)
+		w = max;
+	s->used = r->ra_clock;
+	s->window = w;
+	s->ra_start = index + 1;
+	s->next = index + 1;
+	if (w == 0)
+		return 0;
+	/* The window counts from the faulting page: keep one window ahead. */
+	w -= (long)(*first - (index + 1));
+	return w > 0 ? w : 0;
+}
+
+void ra_reserved(struct eng_region *r, uint64_t index, uint64_t first, uint64_t n)
+{
+	for (int i = 0; i < RA_STREAMS; i++) {
+		struct eng_stream *t = &r->streams[i];
+
+		if (t->used == r->ra_clock && t->ra_start == index + 1) {
+			t->ra_start = first;
+			t->next = n ? first + n : index + 1;
+			if (n == 0 && first > index + 1)
+				t->next = first; /* all ahead already there */
+			return;
+		}
+	}
 }
 
 uint64_t fill_reserve(struct eng_region *r, uint64_t first, uint64_t want, uint64_t limit)
@@ -58,7 +134,6 @@ uint64_t fill_reserve(struct eng_region *r, uint64_t first, uint64_t want, uint6
 			break;
 		n++;
 	}
-	r->ra_next = first + n;
 	return n;
 }
 
@@ -156,6 +231,7 @@ static void fill_finish(struct fill_req *q, uint64_t upto)
 		else
 			pg_set_state(p, PG_CLEAN);
 		p->referenced = fault_page;
+		p->readahead = q->readahead;
 		if (p->wake_needed || (fault_page && writable_fault)) {
 			p->wake_needed = 0;
 			if (wake_first == UINT64_MAX)
@@ -196,7 +272,7 @@ static void fill_abandon(struct fill_req *q, uint64_t from)
  * fail like a failing mmap'd file (SIGBUS) instead of handing out zeros:
  * what of it is not installed yet is poisoned.
  */
-static void fill_fail(struct fill_req *q, uint64_t off, size_t done, int err)
+void fill_fail(struct fill_req *q, uint64_t off, size_t done, int err)
 {
 	struct eng_region *r = q->r;
 	uint64_t complete = done >> r->pshift;
@@ -219,64 +295,84 @@ static void fill_fail(struct fill_req *q, uint64_t off, size_t done, int err)
 	fill_abandon(q, complete);
 }
 
-int fill_run(struct fill_req *q, void *bounce, size_t bounce_len)
+size_t fill_begin(struct fill_req *q)
 {
 	struct eng_region *r = q->r;
-	bool can_wp = eng.uffd.can_wp && r->writable;
-	uint64_t data_end;
-	size_t total, done = 0, first_len = pg_len(r, q->first);
-	bool writable_fault = q->write && !q->prefetch && r->writable;
-	int ret;
 
 	pthread_mutex_lock(&eng.lock);
-	data_end = r->data_end;
+	q->data_end = r->data_end;
 	pthread_mutex_unlock(&eng.lock);
-
-	total = 0;
+	q->total = 0;
 	for (uint64_t i = 0; i < q->n; i++)
-		total += pg_len(r, q->first + i);
+		q->total += pg_len(r, q->first + i);
 	/* Counted before the install wakes the faulting thread, so that what
 	 * it reads in the statistics next already includes its own fault. */
 	atomic_fetch_add_explicit(&r->c.fills, q->n, memory_order_relaxed);
 	atomic_fetch_add_explicit(&r->c.readahead_pages, q->prefetch ? q->n : q->n - 1,
 				  memory_order_relaxed);
+	return q->total;
+}
+
+int fill_install(struct fill_req *q, const char *buf, size_t done, size_t len)
+{
+	struct eng_region *r = q->r;
+	bool can_wp = eng.uffd.can_wp && r->writable;
+	bool writable_fault = q->write && !q->prefetch && r->writable;
+	size_t first_len = pg_len(r, q->first);
+	uintptr_t dst = pg_addr(r, q->first) + done;
+	int ret;
+
+	/* The faulting page goes first so its thread wakes soonest.  A write
+	 * fault's page is installed writable, and then not woken until it is
+	 * marked DIRTY: the writer must never run while its page still looks
+	 * FILLING to a flush. */
+	if (done < first_len) {
+		size_t a = first_len - done < len ? first_len - done : len;
+
+		ret = fill_copy(dst, buf, a, can_wp && !writable_fault, writable_fault);
+		if (ret == 0 && a < len)
+			ret = fill_copy(dst + a, buf + a, len - a, can_wp, false);
+	} else {
+		ret = fill_copy(dst, buf, len, can_wp, false);
+	}
+	if (ret < 0) {
+		if (ret != -ENOENT && ret != -ESRCH && ret != -EAGAIN)
+			ulog_error("region %p: UFFDIO_COPY at %p failed: %s", (void *)r->base,
+				   (void *)dst, ulog_errname(-ret));
+		/* What was installed before stays; the rest is given up. */
+		fill_finish(q, done >> r->pshift);
+		fill_abandon(q, done >> r->pshift);
+	}
+	return ret;
+}
+
+void fill_done(struct fill_req *q)
+{
+	fill_finish(q, q->n);
+}
+
+/* Read and install synchronously, a bounce buffer at a time. */
+int fill_run(struct fill_req *q, void *bounce, size_t bounce_len)
+{
+	struct eng_region *r = q->r;
+	size_t total = fill_begin(q), done = 0;
+	int ret;
 
 	while (done < total) {
 		size_t len = total - done < bounce_len ? total - done : bounce_len;
 		uint64_t off = r->offset + (q->first << r->pshift) + done, got = 0;
-		uintptr_t dst = pg_addr(r, q->first) + done;
 
-		ret = fill_read(r, bounce, len, off, data_end, &got);
+		ret = fill_read(r, bounce, len, off, q->data_end, &got);
 		if (ret < 0) {
 			fill_fail(q, off, done, ret);
 			return ret;
 		}
 		atomic_fetch_add_explicit(&r->c.bytes_read, got, memory_order_relaxed);
-		/* The faulting page goes first so its thread wakes soonest.  A
-		 * write fault's page is installed writable, and then not woken
-		 * until it is marked DIRTY below: the writer must never run
-		 * while its page still looks FILLING to a flush. */
-		if (done < first_len) {
-			size_t a = first_len - done < len ? first_len - done : len;
-
-			ret = fill_copy(dst, bounce, a, can_wp && !writable_fault, writable_fault);
-			if (ret == 0 && a < len)
-				ret = fill_copy(dst + a, (char *)bounce + a, len - a, can_wp, false);
-		} else {
-			ret = fill_copy(dst, bounce, len, can_wp, false);
-		}
-		if (ret < 0) {
-			if (ret != -ENOENT && ret != -ESRCH && ret != -EAGAIN)
-				ulog_error("region %p: UFFDIO_COPY at %p failed: %s", (void *)r->base,
-					   (void *)dst, ulog_errname(-ret));
-			/* What was installed before stays; the rest is given up. */
-			fill_finish(q, done >> r->pshift);
-			fill_abandon(q, done >> r->pshift);
+		ret = fill_install(q, bounce, done, len);
+		if (ret < 0)
 			return ret;
-		}
 		done += len;
 	}
-
-	fill_finish(q, q->n);
+	fill_done(q);
 	return 0;
 }

@@ -23,9 +23,10 @@
 #define SEED_FILE 11
 #define SEED_DIRTY 12
 
-/* The open descriptors, as "fd -> target" lines.  Event polls are left out:
- * the engine's fault threads make theirs as they start, which may be while
- * the probe runs; the probe never makes one. */
+/* The open descriptors, as "fd -> target" lines.  Event polls, eventfds and
+ * io_uring instances are left out: the engine's fault threads make theirs as
+ * they start, which may be while the probe runs; the probe makes its own
+ * only in its children. */
 static void list_fds(char *out, size_t len)
 {
 	size_t n = 0;
@@ -37,7 +38,8 @@ static void list_fds(char *out, size_t len)
 		if (l < 0)
 			continue;
 		target[l] = '\0';
-		if (strcmp(target, "anon_inode:[eventpoll]") == 0)
+		if (strcmp(target, "anon_inode:[eventpoll]") == 0 || strcmp(target, "anon_inode:[eventfd]") == 0 ||
+		    strcmp(target, "anon_inode:[io_uring]") == 0)
 			continue;
 		n += (size_t)snprintf(out + n, len - n, "  %d -> %s\n", fd, target);
 	}
