@@ -170,6 +170,7 @@ struct result {
 	uint64_t mismatches;
 	struct hist lat;            /* sampled op latency */
 	struct umapd_stats st0, st; /* umapd: process stats at the start and end of the period */
+	struct umapd_stats st_end;  /* umapd: after umapd_unmap (the whole run, teardown included) */
 	long majflt, minflt, nvcsw, nivcsw;
 	double utime, stime;
 	/* filled in by the parent */
@@ -416,6 +417,8 @@ static void child_run(enum sys sys, enum wl wl, unsigned threads, bool direct, i
 		munmap(map, fsize);
 	}
 	r->teardown_secs = (double)(now_ns() - d0) * 1e-9;
+	if (sys == SYS_UMAPD)
+		umapd_stats(&r->st_end);
 	free(t);
 	r->ok = 1;
 }
@@ -423,7 +426,7 @@ static void child_run(enum sys sys, enum wl wl, unsigned threads, bool direct, i
 /* ---- the parent --------------------------------------------------------------------------- */
 
 static pid_t child_pid;
-static char tmpdir[4096], data_path[4200];
+static char tmpdir[4096], data_path[4200], log_path[4200];
 static int data_fd = -1;
 
 static int write_file(const char *path, const char *s)
@@ -458,10 +461,12 @@ static void cleanup(void)
 	if (!opt.keep) {
 		if (data_path[0])
 			unlink(data_path);
+		if (log_path[0])
+			unlink(log_path);
 		if (tmpdir[0])
 			rmdir(tmpdir);
 	}
-	data_path[0] = tmpdir[0] = 0;
+	data_path[0] = tmpdir[0] = log_path[0] = 0;
 }
 
 static void on_signal(int sig)
@@ -609,10 +614,35 @@ static void finish_child(struct result *res, const char *what, bool timed_out)
 	}
 }
 
+/* What the child logged (umapd's warnings and errors): a count and a few lines. */
+static void summarise_log(void)
+{
+	FILE *f = fopen(log_path, "r");
+	if (!f)
+		return;
+	char line[512], last[512] = "";
+	unsigned n = 0;
+	while (fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = 0;
+		if (n < 3)
+			printf("        log: %s\n", line);
+		snprintf(last, sizeof last, "%s", line);
+		n++;
+	}
+	fclose(f);
+	if (n > 4)
+		printf("        log: ... %u lines in all, the last:\n", n);
+	if (n > 3)
+		printf("        log: %s\n", last);
+	if (!opt.keep)
+		unlink(log_path);
+}
+
 /* A umapd or mmap run in a child process in its own cgroup. */
 static int run_mapped(enum sys sys, enum wl wl, unsigned threads, bool direct, struct result *res)
 {
 	memset(res, 0, sizeof *res);
+	snprintf(log_path, sizeof log_path, "%s/run-%d.log", tmpdir, run_counter);
 	bool through_cache = sys == SYS_MMAP || !direct;
 	drop_file_cache(opt.drop == 2 || (opt.drop == 1 && through_cache));
 	uint64_t limit = sys == SYS_UMAPD ? opt.budget + opt.slack : opt.budget;
@@ -633,6 +663,10 @@ static int run_mapped(enum sys sys, enum wl wl, unsigned threads, bool direct, s
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGALRM, SIG_DFL);
 		alarm(0);
+		/* The library's log goes to a file the parent summarises. */
+		int lfd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (lfd >= 0 && dup2(lfd, 2) < 0)
+			_exit(3);
 		tmpdir[0] = data_path[0] = 0;
 		char c;
 		close(go[1]);
@@ -1209,9 +1243,10 @@ static void print_run(const struct cell *c, unsigned rep, const struct result *r
 		       s->fault_wait_budget - s0->fault_wait_budget, fmt_ns(a, sizeof a, s->latency_p50_ns),
 		       fmt_ns(b, sizeof b, s->latency_p99_ns), faults ? (double)r->nvcsw / (double)faults : 0.0,
 		       faults ? (double)r->nivcsw / (double)faults : 0.0, fmt_mib(m, sizeof m, s->resident_bytes));
-		if (s->io_errors - s0->io_errors || s->stuck_faults - s0->stuck_faults)
-			printf("        umapd: %" PRIu64 " I/O errors, %" PRIu64 " stuck faults\n",
-			       s->io_errors - s0->io_errors, s->stuck_faults - s0->stuck_faults);
+		const struct umapd_stats *e = &r->st_end;
+		if (e->io_errors || e->stuck_faults)
+			printf("        umapd, whole run with teardown: %" PRIu64 " I/O errors, %" PRIu64
+			       " stuck faults (outstanding > UMAPD_FAULT_TIMEOUT)\n", e->io_errors, e->stuck_faults);
 	} else if (c->sys == SYS_MMAP) {
 		printf("        mmap: %.2f major + %.2f minor faults/op, cgroup failcnt %" PRIu64 "\n",
 		       r->ops ? (double)r->majflt / (double)r->ops : 0.0,
@@ -1366,6 +1401,8 @@ static void run_cell(struct cell *c, unsigned rep)
 		r->mismatches = 0;
 	}
 	print_run(c, rep, r);
+	if (c->sys != SYS_FIO)
+		summarise_log();
 	if (ret || r->mismatches) {
 		rc_fail = 1;
 		return;
