@@ -757,6 +757,12 @@ static uint64_t terse_pct(char **f, int nf, const char *p)
 	return 0;
 }
 
+/* fio processes: one job for randread, one per slice for seqscan. */
+static unsigned threads_of(enum wl wl, unsigned threads)
+{
+	return wl == WL_SEQSCAN ? threads : 1;
+}
+
 static int run_fio(enum wl wl, unsigned threads, bool direct, struct result *res, bool print_cmd)
 {
 	memset(res, 0, sizeof *res);
@@ -843,6 +849,11 @@ static int run_fio(enum wl wl, unsigned threads, bool direct, struct result *res
 	res->ops = (uint64_t)(iops * res->secs);
 	res->fio_p50_ns = terse_pct(f, nf, "50.000000%");
 	res->fio_p99_ns = terse_pct(f, nf, "99.000000%");
+	if (nf > 89) { /* cpu: usr%;sys%;ctx (per job, percent of one CPU) */
+		res->utime = strtod(f[87], NULL) / 100.0 * threads_of(wl, threads) * res->secs;
+		res->stime = strtod(f[88], NULL) / 100.0 * threads_of(wl, threads) * res->secs;
+		res->nvcsw = strtol(f[89], NULL, 10);
+	}
 	res->ok = res->rate > 0;
 	if (!res->ok)
 		snprintf(res->error, sizeof res->error, "fio measured nothing");
@@ -1217,7 +1228,9 @@ static void print_run(const struct cell *c, unsigned rep, const struct result *r
 	}
 	printf("%10.0f %s", shown(c->wl, r->rate), c->wl == WL_SEQSCAN ? "MiB/s  " : "pages/s");
 	if (c->sys == SYS_FIO) {
-		printf("  clat p50 %s p99 %s", fmt_ns(a, sizeof a, r->fio_p50_ns), fmt_ns(b, sizeof b, r->fio_p99_ns));
+		printf("  clat p50 %s p99 %s usr %.2f sys %.2f cs/s %.0f", fmt_ns(a, sizeof a, r->fio_p50_ns),
+		       fmt_ns(b, sizeof b, r->fio_p99_ns), r->utime / r->secs, r->stime / r->secs,
+		       (double)r->nvcsw / r->secs);
 	} else {
 		if (c->wl != WL_SEQSCAN)
 			printf("  p50 %s p99 %s warm %.1fs", fmt_ns(a, sizeof a, hist_pct(&r->lat, 50)),
