@@ -637,7 +637,9 @@ void *filler_main(void *arg)
 		serve_deferred(&f);
 		more = serve_prefetch(&f);
 		fa_submit(f.fa);
-		if (more)
+		/* What finished meanwhile, before sleeping: psync's reads have
+		 * no descriptor to wake us, they are done already. */
+		if (fa_reap(f.fa, false) > 0 || more)
 			continue;
 
 		struct epoll_event got[4];
