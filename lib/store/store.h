@@ -176,4 +176,25 @@ int store_inject_counters(struct store *s, struct inject_counters *out);
  * s is not an injection store). */
 struct store *store_inject_detach(struct store *s);
 
+/*
+ * Public stores (include/umapd_store.h), store_plugin.c.
+ *
+ * store_plugin_wrap: an internal store over a public one, for a region or
+ * an injection store.  The public store is not owned until the caller
+ * keeps the result: on a later failure, store_plugin_unwrap frees the
+ * wrapper and leaves the public store as it was; otherwise closing the
+ * wrapper closes it.  writable: the store will be written.
+ * Errors: -EFAULT (NULL), -EINVAL (bad ops or ABI; a built-in store
+ * already taken), -EACCES (writable, on a built-in read-only store), -ENOMEM.
+ */
+struct umapd_store;
+int store_plugin_wrap(struct umapd_store *pub, bool writable, struct store **out);
+void store_plugin_unwrap(struct store *s);
+/* A public store over s (owned from now on).  -ENOMEM. */
+int store_plugin_expose(struct store *s, bool rdonly, struct umapd_store **out);
+/* The internal store behind a public built-in store, or NULL if p is not one. */
+struct store *store_plugin_builtin(struct umapd_store *p);
+/* Was p made read-only (UMAPD_STORE_RDONLY)? */
+bool store_plugin_rdonly(struct umapd_store *p);
+
 #endif
