@@ -649,7 +649,6 @@ static int run_mapped(enum sys sys, enum wl wl, unsigned threads, bool direct, s
 	bool cg = sys == SYS_MMAP || opt.umapd_cgroup;
 	if (cg)
 		cg_create(run_counter++, limit);
-	res->cg_limit = cg ? limit : 0;
 
 	int go[2], out[2];
 	if (pipe2(go, O_CLOEXEC) || pipe2(out, O_CLOEXEC))
@@ -695,18 +694,24 @@ static int run_mapped(enum sys sys, enum wl wl, unsigned threads, bool direct, s
 	close(go[1]);
 
 	int tmo = (int)((opt.warmup_max + opt.warmup + opt.seconds + opt.run_timeout) * 1000);
-	ssize_t n = read_timed(out[0], (char *)res, sizeof *res, tmo, false);
+	static struct result got;
+	ssize_t n = read_timed(out[0], (char *)&got, sizeof got, tmo, false);
 	close(out[0]);
+	if (n == (ssize_t)sizeof got)
+		*res = got;
+	res->cg_limit = cg ? limit : 0;
 	char what[64];
 	snprintf(what, sizeof what, "%s %s", sys_name[sys], wl_name[wl]);
 	finish_child(res, what, n < 0);
-	if (n >= 0 && (size_t)n != sizeof *res) {
+	if (n >= 0 && (size_t)n != sizeof got) {
 		int st = res->status;
-		memset(res, 0, sizeof *res);
-		res->status = st;
-		snprintf(res->error, sizeof res->error, "child exited without a result (%s %d%s)",
+		char m[32];
+		snprintf(res->error, sizeof res->error,
+			 "child exited without a result (%s %d%s; cgroup peak %s, failcnt %" PRIu64 ")",
 			 WIFSIGNALED(st) ? "signal" : "status", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st),
-			 WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? ": memory cgroup OOM kill?" : "");
+			 WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? ": memory cgroup OOM kill?" : "",
+			 fmt_mib(m, sizeof m, res->cg_peak), res->cg_failcnt);
+		res->ok = 0;
 	}
 	return res->ok ? 0 : -1;
 }
