@@ -225,6 +225,34 @@ int umapd_prefetch(void *addr, size_t length);
  */
 int umapd_advise(void *addr, size_t length, int advice);
 
+/*
+ * The umapd heap: memory that umapd pages to a swap file, so that a program
+ * can allocate more than the memory it may use.  Its pages count against
+ * the same budget as every region.  The heap is one region of
+ * UMAPD_HEAP_SIZE bytes of address space (default 256G) backed by an
+ * unlinked file in UMAPD_HEAP_DIR (default $TMPDIR, else /var/tmp), made at
+ * the first call; jemalloc manages the blocks.  Freed memory is dropped
+ * without being written back.  Heap memory is not inherited by fork():
+ * a child touching it gets SIGSEGV.  These pointers belong to the umapd
+ * heap only: never pass them to free() or realloc(), nor others to these.
+ *
+ * umapd_malloc: size bytes (0 gives a unique minimal block), uninitialised.
+ * umapd_calloc: n * size bytes of zeros.
+ * umapd_realloc: resize a block from this heap, keeping its contents up to
+ *   the smaller size; NULL p allocates; size 0 frees p and returns NULL.
+ * umapd_free: give a block back; NULL is ignored, as is (with a log line)
+ *   a pointer that is not from this heap.
+ * Errors (NULL returned): ENOMEM (no memory, or the heap's address space
+ * is used up; realloc keeps p), EINVAL (umapd_realloc of a pointer not
+ * from this heap; or UMAPD_HEAP_SIZE invalid), EPERM/ENOSYS (userfaultfd not
+ * usable), or the errno of creating the swap file (ENOENT, EACCES, ...).
+ * After a failed first call the later ones fail with the same errno.
+ */
+void *umapd_malloc(size_t size);
+void *umapd_calloc(size_t n, size_t size);
+void *umapd_realloc(void *p, size_t size);
+void umapd_free(void *p);
+
 /* Process-wide statistics (live regions plus ones already unmapped). Errors: EFAULT. */
 int umapd_stats(struct umapd_stats *out);
 

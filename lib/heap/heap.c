@@ -157,6 +157,13 @@ static bool h_merge(extent_hooks_t *h, void *a, size_t asize, void *b, size_t bs
 	return false;
 }
 
+/* jemalloc 5.3's arena_config_t (experimental.arenas_create_ext), which
+ * its public header does not declare. */
+struct arena_config {
+	extent_hooks_t *extent_hooks;
+	bool metadata_use_hooks;
+};
+
 static extent_hooks_t hooks = {
 	.alloc = h_alloc,
 	.dalloc = h_dalloc,
@@ -192,7 +199,7 @@ static void start_once(void)
 {
 	const char *dir = getenv("UMAPD_HEAP_DIR"), *v = getenv("UMAPD_HEAP_SIZE");
 	uint64_t size = HEAP_DEFAULT_SIZE;
-	extent_hooks_t *hp = &hooks;
+	struct arena_config cfg = { .extent_hooks = &hooks, .metadata_use_hooks = false };
 	size_t sz = sizeof(heap.arena);
 	ssize_t zero_ms = 0;
 	char name[64];
@@ -230,9 +237,16 @@ static void start_once(void)
 	atomic_store(&heap.next, heap.base);
 	atomic_store_explicit(&owns_end, heap.end, memory_order_relaxed);
 	atomic_store_explicit(&owns_base, heap.base, memory_order_release);
-	ret = mallctl("arenas.create", &heap.arena, &sz, &hp, sizeof(hp));
+	/* jemalloc's own bookkeeping for the arena must not live in the
+	 * region: the region is not inherited by fork (MADV_DONTFORK), and
+	 * jemalloc's fork handler touches that bookkeeping in the child.
+	 * jemalloc 5.3 can keep it elsewhere (metadata_use_hooks = false);
+	 * the plain arenas.create puts it in the region, so a forked child
+	 * would crash: then heap mode stays off. */
+	ret = mallctl("experimental.arenas_create_ext", &heap.arena, &sz, &cfg, sizeof(cfg));
 	if (ret) {
-		ulog_error("heap: jemalloc arenas.create: %s", ulog_errname(ret));
+		ulog_error("heap: jemalloc experimental.arenas_create_ext: %s (jemalloc 5.3 or later is "
+			   "needed)", ulog_errname(ret));
 		heap.err = -ret;
 		goto fail_unmap;
 	}
@@ -264,13 +278,14 @@ int heap_start(void)
 
 void *heap_alloc(size_t size, size_t align, bool zero)
 {
-	int flags = heap.flags;
+	int flags;
 	void *p;
 
 	if (heap_start() < 0) {
 		errno = -heap.err;
 		return NULL;
 	}
+	flags = heap.flags;
 	if (align > 1)
 		flags |= MALLOCX_ALIGN(align);
 	if (zero)

@@ -48,6 +48,7 @@ struct pf_file {
 	int prot, flags;        /* as the program asked */
 	bool shared;
 	bool region_writable;   /* regions registered writable (MAP_SHARED, fd O_RDWR) */
+	bool no_readahead;      /* the program writes the file with write(), not the map */
 	unsigned refs;          /* pieces pointing here */
 	char path[160];         /* for the log, possibly cut short */
 };
@@ -69,6 +70,7 @@ static pthread_mutex_t files_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pf_piece *pieces; /* sorted by start, non-overlapping */
 static size_t npieces, cap_pieces;
 _Atomic unsigned pre_files_count;
+_Atomic unsigned pre_files_paged;
 static _Atomic size_t npieces_any; /* lock-free "is anything tracked" */
 static size_t sys_page, region_align;
 
@@ -217,6 +219,7 @@ static int promote(uintptr_t a, uintptr_t b)
 {
 	long i = isolate(a, b);
 	struct pf_file *f;
+	struct umapd_region_opts opts;
 	struct pf_region *rg;
 	int rprot;
 	void *p;
@@ -228,8 +231,16 @@ static int promote(uintptr_t a, uintptr_t b)
 	if (!rg)
 		return -ENOMEM;
 	rprot = PROT_READ | (f->region_writable ? PROT_WRITE : 0);
+	/* umapd_evict() does not wait for a fill in flight: a read-ahead that
+	 * read the file just before the program's pwrite() would install the
+	 * old bytes after our eviction.  A file the program maps read-only
+	 * but opened for writing is one it writes with pwrite() (SQLite,
+	 * LMDB): no read-ahead there, so no fill runs but the faulting
+	 * thread's own.  docs/preload.md, Limits. */
+	memset(&opts, 0, sizeof(opts));
+	opts.read_ahead = f->no_readahead ? -1 : 0;
 	pre_enter();
-	p = umapd_map((void *)a, b - a, rprot, UMAPD_FIXED, f->fd, (off_t)file_off(f, a), NULL);
+	p = umapd_map((void *)a, b - a, rprot, UMAPD_FIXED, f->fd, (off_t)file_off(f, a), &opts);
 	if (p && rprot != (f->prot & (PROT_READ | PROT_WRITE)) && mprotect(p, b - a, f->prot) < 0) {
 		int e = errno;
 
@@ -252,6 +263,7 @@ static int promote(uintptr_t a, uintptr_t b)
 		return -e;
 	}
 	*rg = (struct pf_region){ .base = a, .live = b - a };
+	atomic_fetch_add(&pre_files_paged, 1);
 	pieces[i].rg = rg;
 	if (pre.cfg.log)
 		pre_log("paging %s [%llu, %llu) at %p (%s, %s)", f->path,
@@ -346,6 +358,7 @@ static void track(void *p, size_t len, int prot, int flags, int fd, off_t off, c
 	f->flags = flags;
 	f->shared = (flags & MAP_TYPE) == MAP_SHARED;
 	f->region_writable = f->shared && fl >= 0 && (fl & O_ACCMODE) == O_RDWR;
+	f->no_readahead = fl >= 0 && (fl & O_ACCMODE) != O_RDONLY && !(prot & PROT_WRITE);
 	snprintf(f->path, sizeof(f->path), "%s", path);
 	atomic_fetch_add(&pre_files_count, 1);
 	if (insert_piece((struct pf_piece){ .start = a, .end = e, .f = f }) < 0) {

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "heap/heap.h"
 #include "preload/preload.h"
 #include "umapd.h"
 
@@ -129,6 +130,10 @@ static void write_stats(void)
 
 	memset(&s, 0, sizeof(s));
 	umapd_stats(&s);
+	/* Helpers that paged nothing (a shell, timeout, env) must not
+	 * overwrite the statistics of the program that did. */
+	if (s.faults == 0 && heap_reserved_bytes() == 0 && atomic_load(&pre_files_paged) == 0)
+		return;
 	if (s.resident_bytes > atomic_load(&resident_peak))
 		atomic_store(&resident_peak, s.resident_bytes);
 #define KV(name) n += snprintf(out + n, sizeof(out) - (size_t)n, #name "=%" PRIu64 "\n", (uint64_t)s.name)
@@ -150,8 +155,10 @@ static void write_stats(void)
 #undef KV
 	n += snprintf(out + n, sizeof(out) - (size_t)n,
 		      "resident_peak_bytes=%" PRIu64 "\nrss_peak_bytes=%" PRIu64 "\n"
-		      "preload_files=%d\npreload_heap=%d\n",
-		      atomic_load(&resident_peak), rss_peak(), pre.files_on, pre.heap_on);
+		      "preload_files=%d\npreload_heap=%d\npreload_paged_mappings=%u\n"
+		      "preload_heap_reserved_bytes=%" PRIu64 "\n",
+		      atomic_load(&resident_peak), rss_peak(), pre.files_on, pre.heap_on,
+		      atomic_load(&pre_files_paged), heap_reserved_bytes());
 	fd = open(pre.cfg.stats_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0 || pre_real.write(fd, out, (size_t)n) != n)
 		pre_log("cannot write UMAPD_STATS_FILE %s: %s", pre.cfg.stats_file, strerror(errno));

@@ -171,6 +171,8 @@ int pre_files_mremap(void *old, size_t old_len, size_t new_len, int flags, void 
 /* Number of tracked mapped files: wrappers of read/write skip the fstat
  * when it is 0. */
 extern _Atomic unsigned pre_files_count;
+/* umapd regions made for mappings so far (statistics). */
+extern _Atomic unsigned pre_files_paged;
 
 /* coherent.c hooks into files.c, all under the files lock (see files.c). */
 struct pre_io {
