@@ -15,8 +15,11 @@
 # prefix actually installed to (cmake --install --prefix overrides the one
 # given at configure time); the CMake package is relocatable by itself.
 #
-# Not installed yet: the daemon, umapctl, the preload library and the
-# systemd units; add them here when their targets exist.
+#   <libdir>/libumapd-preload.so            the LD_PRELOAD library (Runtime; no soname:
+#                                           it is named by path in LD_PRELOAD)
+#
+# Not installed yet: the daemon, umapctl and the systemd units; add them
+# here when their targets exist.
 
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
@@ -38,6 +41,11 @@ install(TARGETS umapd umapd_static umapd_umap
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
     COMPONENT Development
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+    COMPONENT Runtime)
+
+# The preload library is loaded by path, not linked against: no export.
+install(TARGETS umapd_preload
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
     COMPONENT Runtime)
 
 # Every public header in include/ (umapd.h, umap.h, umap/umap.h).

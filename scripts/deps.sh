@@ -5,7 +5,10 @@
 # offline); UMAPD_FORCE_DEPS=1 runs apt-get anyway, UMAPD_SKIP_DEPS=1 skips.
 set -euo pipefail
 
-PKGS=(build-essential cmake pkg-config liburing-dev libaio-dev libjemalloc-dev fio util-linux)
+# python3, sqlite3 and lmdb-utils: the programs tests/preload runs under the
+# preload library (coreutils sort is always there).
+PKGS=(build-essential cmake pkg-config liburing-dev libaio-dev libjemalloc-dev fio util-linux
+	python3 sqlite3 lmdb-utils)
 
 if [[ "${UMAPD_SKIP_DEPS:-0}" == 1 ]]; then
 	echo "deps: skipped (UMAPD_SKIP_DEPS=1)"
