@@ -119,6 +119,10 @@ struct umapd_stats {
  *                     unprivileged process may have even when
  *                     vm.unprivileged_userfaultfd is 0; read(2)/write(2) into
  *                     region pages not yet resident then fail with EFAULT (default 0)
+ *   UMAPD_FAULT_INJECT  a fault-injection spec (<umapd_store.h>, docs/stores.md),
+ *                     e.g. write_error=EIO:0.01,enospc_after=1G: the store of every
+ *                     region mapped afterwards fails or delays its I/O as it
+ *                     says, for testing; empty: off                     (default "")
  *
  * An invalid value makes umapd_init() (and so umapd_map()) fail with EINVAL
  * after one log line naming the variable and the accepted form.
