@@ -253,13 +253,18 @@ static int promote(uintptr_t a, uintptr_t b)
 		int e = errno;
 
 		free(rg);
+		/* umapd_map may fail after it has replaced the range (e.g. when
+		 * registering it): put the kernel's mapping of the file back. */
+		pre_enter();
+		if (pre_real.mmap((void *)a, b - a, f->prot, (f->flags & ~MAP_FIXED_NOREPLACE) | MAP_FIXED, f->fd,
+				  (off_t)file_off(f, a)) == MAP_FAILED)
+			pre_log("cannot restore the mapping of %s at %p: %s", f->path, (void *)a, strerror(errno));
+		pre_leave();
 		log_failure("umapd_map", f, a, e);
 		if (e == EPERM || e == ENOSYS || e == ENOTSUP) {
 			pre_log("file mode off: userfaultfd is not usable here; mappings stay the kernel's");
 			pre.files_on = false;
 		}
-		/* umapd_map fails before it replaces anything: the kernel mapping
-		 * is still there, unless the replacement itself failed. */
 		return -e;
 	}
 	*rg = (struct pf_region){ .base = a, .live = b - a };

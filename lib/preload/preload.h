@@ -5,9 +5,11 @@
  *   config.c    the UMAPD_PRELOAD_* settings and the glob matcher (pure)
  *   real.c      the next definitions of what we interpose (dlsym RTLD_NEXT),
  *               the start-up allocator, the per-thread guards, the log
- *   files.c     file mode: mmap, munmap, msync, mremap, madvise, mprotect
- *   coherent.c  read/write/ftruncate on files that have paged mappings
- *   malloc.c    heap mode: the malloc family
+ *   files.c     file mode: the table of paged mappings and what mmap, munmap,
+ *               msync, mremap, madvise, mprotect do to it
+ *   wrap_mm.c   the exported mmap family, passing through what is not ours
+ *   coherent.c  read/write/ftruncate/fallocate on files with paged mappings
+ *   malloc.c    heap mode: the malloc family (the heap itself is lib/heap)
  *   preload.c   start-up, fork, exit (stats file), pthread_create
  */
 #ifndef UMAPD_PRELOAD_H
