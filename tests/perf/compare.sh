@@ -80,10 +80,11 @@ fi
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/umapd-compare.XXXXXX")
 cg=""
 cleanup() {
-	[[ -n $cg && -d $cg ]] && rmdir "$cg" 2>/dev/null || true
+	rmdir "$cgroot"/umapd-compare-$$-* 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 llnl=""
 if [[ -n ${UMAP_ROOT:-} ]]; then
@@ -100,7 +101,8 @@ n=0
 # run_in_cgroup LIMIT CMD... : prints the RESULT line of CMD, run in a fresh cgroup
 run_in_cgroup() {
 	local limit=$1; shift
-	n=$((n + 1))
+	# Called in $(...): a subshell, so name the group by its own pid.
+	n=$BASHPID
 	cg="$cgroot/umapd-compare-$$-$n"
 	mkdir "$cg"
 	echo "$limit" >"$cg/memory.limit_in_bytes"
