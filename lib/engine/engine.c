@@ -181,22 +181,6 @@ static int eng_start_locked(void)
 	if (ret < 0)
 		return ret;
 
-	/* The kernel probe forks its checks from this (the caller's) thread,
-	 * before our userfaultfd and threads exist (DESIGN.md invariant 1). */
-	if (evict_copy == 0) {
-		/* auto, from the environment or umapd_config_set(): the probe's
-		 * verdict on the path the file store writes with. */
-		struct umapd_kernel_info ki;
-
-		evict_copy = UMAPD_EVICT_BOUNCE;
-		if (probe_cached(&ki) == 0 && ki.io[UMAPD_IO_PWRITE].result == UMAPD_PROBE_SAFE)
-			evict_copy = UMAPD_EVICT_DIRECT;
-		else
-			ulog_warn("writing a page straight from its write-protected mapping is not known to be "
-				  "safe on this kernel (umapd-probe says why): write-back copies such pages first");
-	}
-	eng.evict_bounce = evict_copy == UMAPD_EVICT_BOUNCE;
-
 	ret = io_inject_from_env();
 	if (ret < 0)
 		return ret;
@@ -209,6 +193,29 @@ static int eng_start_locked(void)
 		else
 			ulog_info("I/O engine: %s", io_kind_name((enum io_kind)eng.io_kind));
 	}
+
+	wr_start();
+
+	/* The kernel probe forks its checks from this (the caller's) thread,
+	 * before our userfaultfd and threads exist (DESIGN.md invariant 1). */
+	if (evict_copy == 0) {
+		/* auto, from the environment or umapd_config_set(): the probe's
+		 * verdict on the path the file store writes with. */
+		struct umapd_kernel_info ki;
+
+		/* The path write-back takes: io_uring's own write, or a
+		 * pwrite (psync; aio on a buffered descriptor writes in
+		 * io_submit, as pwrite would). */
+		int path = eng.io_kind == IO_URING ? UMAPD_IO_URING : UMAPD_IO_PWRITE;
+
+		evict_copy = UMAPD_EVICT_BOUNCE;
+		if (probe_cached(&ki) == 0 && ki.io[path].result == UMAPD_PROBE_SAFE)
+			evict_copy = UMAPD_EVICT_DIRECT;
+		else
+			ulog_warn("writing a page straight from its write-protected mapping is not known to be "
+				  "safe on this kernel (umapd-probe says why): write-back copies such pages first");
+	}
+	eng.evict_bounce = evict_copy == UMAPD_EVICT_BOUNCE;
 
 	eng.sys_psize = (size_t)sysconf(_SC_PAGESIZE);
 	eng.pid = getpid();

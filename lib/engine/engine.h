@@ -76,12 +76,14 @@ struct eng_counters {
 	_Atomic uint64_t readahead_hits, readahead_wasted;
 };
 
-/* A sequential stream seen in a region's faults (read-ahead). */
+/* A sequential stream seen in a region's faults (read-ahead), going up or
+ * down the region. */
 #define RA_STREAMS 4
 struct eng_stream {
-	uint64_t next;          /* page the stream would fault on next */
-	uint64_t ra_start;      /* first page of its last read-ahead */
+	uint64_t last;          /* page of its last miss */
+	uint64_t lo, hi;        /* its read-ahead not yet gone past: pages [lo, hi) */
 	long window;            /* current read-ahead window, pages (0: none yet) */
+	int dir;                /* +1 up, -1 down, 0 not known yet */
 	uint64_t used;          /* eng_region.ra_clock when last continued */
 };
 
@@ -309,8 +311,24 @@ void fa_submit(struct fill_async *fa);
  * fills ended. */
 int fa_reap(struct fill_async *fa, bool wait);
 unsigned fa_active(const struct fill_async *fa); /* fills in flight */
+bool fa_needs_poll(const struct fill_async *fa); /* reap again before sleeping */
 bool fa_has_room(const struct fill_async *fa);  /* half the buffers free */
 int fa_event_fd(struct fill_async *fa);          /* -1: none (psync) */
+
+/* write_io.c: store writes for write-back, many at once */
+struct wr_write {
+	struct eng_region *r;
+	uint64_t off;           /* store offset */
+	size_t len;             /* bytes to write (clamped to a fixed-size file's end) */
+	const char *src;
+	int res;                /* 0 or a negative errno, after wr_run */
+};
+/* Describe the write of pages [first, first+npages) of r from src. */
+void wr_prep(struct eng_region *r, uint64_t first, size_t npages, uintptr_t src, struct wr_write *w);
+/* Write them all, together, and wait; a growable region's data_end follows. */
+void wr_run(struct wr_write *w, size_t n);
+void wr_start(void);        /* at engine start: the contexts lent to application threads */
+void wr_thread_start(void); /* an evictor's own context */
 
 /* evict.c */
 void *evictor_main(void *arg);

@@ -81,41 +81,16 @@ static size_t run_len(struct eng_page **v, size_t n, bool by_dirty)
 	return k;
 }
 
-/*
- * Write a run of dirty, write-protected pages.  Clamps to the data end of
- * a region that may not grow: bytes past the end of the file are not
- * written (mmap(2) drops them too).
- */
+/* Write a run of dirty, write-protected pages now (write_io.c clamps it to
+ * the end of a file that may not grow). */
 static int wb_write_run(struct eng_region *r, uint64_t first, size_t npages, uintptr_t src, uint64_t *written)
 {
-	uint64_t off = r->offset + (first << r->pshift), len = 0, data_end;
-	int ret;
+	struct wr_write w;
 
-	for (size_t i = 0; i < npages; i++)
-		len += pg_len(r, first + i);
-	pthread_mutex_lock(&eng.lock);
-	data_end = r->data_end;
-	pthread_mutex_unlock(&eng.lock);
-	if (!r->growable) {
-		if (off >= data_end)
-			len = 0;
-		else if (off + len > data_end)
-			len = data_end - off;
-	}
-	*written = len;
-	if (len == 0)
-		return 0;
-	/* From the protected page or its staging copy (lib/util/sanitizer.h). */
-	SAN_IGNORE_READS_BEGIN();
-	ret = store_write(r->store, (const void *)src, len, off);
-	SAN_IGNORE_READS_END();
-	if (ret == 0 && r->growable) {
-		pthread_mutex_lock(&eng.lock);
-		if (off + len > r->data_end)
-			r->data_end = off + len;
-		pthread_mutex_unlock(&eng.lock);
-	}
-	return ret;
+	wr_prep(r, first, npages, src, &w);
+	wr_run(&w, 1);
+	*written = w.len;
+	return w.res;
 }
 
 /* A run of pages with consecutive indexes and the same dirtiness. */
@@ -126,7 +101,8 @@ struct wb_run {
 	bool dirty;       /* its pages were dirty when taken */
 	bool evict;       /* EVICTING (drop), else WRITEBACK (keep) */
 	bool wake;        /* someone waits on one of its pages */
-	bool parked;      /* dirty, written by moving it out first (wb_write_moved) */
+	bool parked;      /* dirty, written by moving it out first (wb_park) */
+	uintptr_t sbase;  /* parked: where in the staging area */
 	size_t dropped;   /* pages removed at completion */
 	size_t npinned;   /* pages found pinned, kept dirty */
 	int ret;          /* 0, a store error, or -EAGAIN: not done, try again later */
@@ -273,7 +249,7 @@ static int wb_write_direct(struct eng_region *r, uint64_t first, size_t k, uintp
 }
 
 /*
- * Write a run of dirty pages back by moving them out first.
+ * Write runs of dirty pages back by moving them out first.
  *
  * A page can change without a fault: a DMA into it (an O_DIRECT or
  * io_uring/libaio read, process_vm_writev) writes through a page pin, which
@@ -291,30 +267,24 @@ static int wb_write_direct(struct eng_region *r, uint64_t first, size_t k, uintp
  * from the region as before and stays DIRTY (`pinned`), so what a DMA
  * brings is written later.  Pages are marked `dropping` by the caller, so
  * a fault on an empty slot waits instead of refilling it.
+ *
+ * wb_park() moves one run to u->sbase; wb_write_parked() then writes the
+ * parked runs of a staging area's worth all at once (write_io.c).
  */
-static int wb_write_moved(struct eng_region *r, struct wb_run *u, struct eng_page **v, struct stage *st,
-			  size_t *used)
+static void wb_park(struct eng_region *r, struct wb_run *u, struct eng_page **v)
 {
-	uintptr_t sbase;
 	size_t off = 0;
-	int first_err = 0;
 
-	if (*used + u->bytes > STAGE_BYTES) {
-		stage_clear(st, *used);
-		*used = 0;
-	}
-	sbase = st->base + *used;
-	*used += u->bytes;
 	for (size_t j = 0; j < u->k; j++) {
 		struct eng_page *p = v[u->at + j];
 		size_t len = pg_len(r, p->index), moved = 0, back = 0;
 
-		int mret = uffd_move(&eng.uffd, sbase + off, pg_addr(r, p->index), len, false, &moved);
+		int mret = uffd_move(&eng.uffd, u->sbase + off, pg_addr(r, p->index), len, false, &moved);
 
 		if (mret == -EBUSY)
 			atomic_fetch_add_explicit(&r->c.pinned_pages, 1, memory_order_relaxed);
 		if (mret < 0) {
-			if (moved > 0 && uffd_move(&eng.uffd, pg_addr(r, p->index), sbase + off, moved, true, &back) < 0)
+			if (moved > 0 && uffd_move(&eng.uffd, pg_addr(r, p->index), u->sbase + off, moved, true, &back) < 0)
 				ulog_error("region %p: cannot move page %p back from staging", (void *)r->base,
 					   (void *)pg_addr(r, p->index));
 			p->pinned = 1;
@@ -329,61 +299,104 @@ static int wb_write_moved(struct eng_region *r, struct wb_run *u, struct eng_pag
 		if (v[u->at + j]->pinned)
 			v[u->at + j]->dropping = 0;
 	pthread_mutex_unlock(&eng.lock);
+}
 
-	/* Write maximal stretches alike: moved ones from staging, the others
-	 * from the region. */
-	off = 0;
-	for (size_t j = 0; j < u->k;) {
-		struct eng_page *p = v[u->at + j];
-		bool pinned = p->pinned;
-		size_t k = 1, bytes = pg_len(r, p->index);
-		uint64_t written = 0;
-		int ret;
+/* A stretch of a parked run being written: pages [j, j+k) of run u, at
+ * byte off of it. */
+struct wb_stretch {
+	struct wb_run *u;
+	size_t j, k, off, bytes;
+};
 
-		while (j + k < u->k && v[u->at + j + k]->pinned == pinned)
-			bytes += pg_len(r, v[u->at + j + k]->index), k++;
-		if (pinned) {
-			ret = wb_write_direct(r, p->index, k, pg_addr(r, p->index), bytes);
-		} else {
-			ret = wb_write_run(r, p->index, k, sbase + off, &written);
-			if (ret == 0)
-				atomic_fetch_add_explicit(&r->c.bytes_written, written, memory_order_relaxed);
-			else
-				atomic_fetch_add_explicit(&r->c.io_errors, 1, memory_order_relaxed);
-			/* Kept, or not written: put a protected copy back. */
-			if (!u->evict || ret < 0) {
-				int cret;
+#define WB_BATCH 64
 
-				/* EAGAIN: an event is pending; read it (and defer any
-				 * faults) so the mm settles, then try again. */
-				for (int tries = 0;; tries++) {
-					cret = uffd_copy(&eng.uffd, pg_addr(r, p->index), (const void *)(sbase + off),
-							 bytes, eng.uffd.can_wp, true, NULL);
-					if (cret != -EAGAIN || tries >= 10000)
-						break;
-					fault_drain();
-					sched_yield();
-				}
+/* The writes of a batch of moved stretches are done: count them, put back
+ * what is kept or failed, and note errors. */
+static void wb_parked_done(struct eng_region *r, struct wb_stretch *s, struct wr_write *w, size_t n,
+			   struct eng_page **v)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct wb_run *u = s[i].u;
+		struct eng_page *p = v[u->at + s[i].j];
+		int ret = w[i].res;
 
-				if (cret < 0 && cret != -ENOENT) /* ENOENT: unmapped meanwhile */
-					ulog_error("region %p: reinstalling %zu bytes at %p after write-back: %s",
-						   (void *)r->base, bytes, (void *)pg_addr(r, p->index),
-						   ulog_errname(-cret));
-				for (size_t t = 0; ret < 0 && t < k; t++)
-					v[u->at + j + t]->pinned = 1; /* dirty still */
+		if (ret == 0)
+			atomic_fetch_add_explicit(&r->c.bytes_written, w[i].len, memory_order_relaxed);
+		else
+			atomic_fetch_add_explicit(&r->c.io_errors, 1, memory_order_relaxed);
+		/* Kept, or not written: put a protected copy back. */
+		if (!u->evict || ret < 0) {
+			int cret;
+
+			/* EAGAIN: an event is pending; read it (and defer any
+			 * faults) so the mm settles, then try again. */
+			for (int tries = 0;; tries++) {
+				cret = uffd_copy(&eng.uffd, pg_addr(r, p->index), (const void *)(u->sbase + s[i].off),
+						 s[i].bytes, eng.uffd.can_wp, true, NULL);
+				if (cret != -EAGAIN || tries >= 10000)
+					break;
+				fault_drain();
+				sched_yield();
 			}
-			if (ret < 0)
-				ulog_error("region %p: write-back of %zu bytes at store offset %llu failed: %s",
-					   (void *)r->base, bytes,
-					   (unsigned long long)(r->offset + (p->index << r->pshift)),
-					   ulog_errname(-ret));
+			if (cret < 0 && cret != -ENOENT) /* ENOENT: unmapped meanwhile */
+				ulog_error("region %p: reinstalling %zu bytes at %p after write-back: %s",
+					   (void *)r->base, s[i].bytes, (void *)pg_addr(r, p->index), ulog_errname(-cret));
+			for (size_t t = 0; ret < 0 && t < s[i].k; t++)
+				v[u->at + s[i].j + t]->pinned = 1; /* dirty still */
 		}
-		if (ret < 0 && !first_err)
-			first_err = ret;
-		off += bytes;
-		j += k;
+		if (ret < 0) {
+			ulog_error("region %p: write-back of %zu bytes at store offset %llu failed: %s",
+				   (void *)r->base, s[i].bytes,
+				   (unsigned long long)(r->offset + (p->index << r->pshift)), ulog_errname(-ret));
+			if (!u->ret)
+				u->ret = ret;
+		}
 	}
-	return first_err;
+}
+
+/* Write the parked runs u[0..n): moved stretches together, pages that
+ * stayed in the region (pinned) straight from it. */
+static void wb_write_parked(struct eng_region *r, struct wb_run *runs, size_t n, struct eng_page **v)
+{
+	struct wb_stretch s[WB_BATCH];
+	struct wr_write w[WB_BATCH];
+	size_t ns = 0;
+
+	for (size_t ri = 0; ri < n; ri++) {
+		struct wb_run *u = &runs[ri];
+		size_t off = 0;
+
+		if (!u->parked)
+			continue;
+		for (size_t j = 0; j < u->k;) {
+			struct eng_page *p = v[u->at + j];
+			bool pinned = p->pinned;
+			size_t k = 1, bytes = pg_len(r, p->index);
+
+			while (j + k < u->k && v[u->at + j + k]->pinned == pinned)
+				bytes += pg_len(r, v[u->at + j + k]->index), k++;
+			if (pinned) {
+				int ret = wb_write_direct(r, p->index, k, pg_addr(r, p->index), bytes);
+
+				if (ret < 0 && !u->ret)
+					u->ret = ret;
+			} else {
+				s[ns] = (struct wb_stretch){ .u = u, .j = j, .k = k, .off = off, .bytes = bytes };
+				wr_prep(r, p->index, k, u->sbase + off, &w[ns]);
+				if (++ns == WB_BATCH) {
+					wr_run(w, ns);
+					wb_parked_done(r, s, w, ns, v);
+					ns = 0;
+				}
+			}
+			off += bytes;
+			j += k;
+		}
+	}
+	if (ns > 0) {
+		wr_run(w, ns);
+		wb_parked_done(r, s, w, ns, v);
+	}
 }
 
 /*
@@ -465,13 +478,33 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n, uint64_
 				v[runs[ri].at + j]->dropping = 0;
 		pthread_mutex_unlock(&eng.lock);
 	}
+	/* A staging area's worth of runs at a time: park them, write them
+	 * all, then reuse the area (clearing it drops the evicted ones). */
+	for (size_t ri = 0; ri < nruns;) {
+		size_t g = ri;
+
+		if (st && used > 0) {
+			stage_clear(st, used);
+			used = 0;
+		}
+		for (; ri < nruns; ri++) {
+			struct wb_run *u = &runs[ri];
+
+			if (u->parked) {
+				if (used + u->bytes > STAGE_BYTES)
+					break;
+				u->sbase = st->base + used;
+				used += u->bytes;
+				wb_park(r, u, v);
+			} else if (u->dirty) {
+				u->ret = wb_write_direct(r, v[u->at]->index, u->k, u->addr, u->bytes);
+			}
+		}
+		wb_write_parked(r, runs + g, ri - g, v);
+	}
 	for (size_t ri = 0; ri < nruns; ri++) {
 		struct wb_run *u = &runs[ri];
 
-		if (u->parked)
-			u->ret = wb_write_moved(r, u, v, st, &used);
-		else if (u->dirty)
-			u->ret = wb_write_direct(r, v[u->at]->index, u->k, u->addr, u->bytes);
 		u->written = u->dirty && u->ret == 0;
 		if (u->ret < 0 && u->ret != -EAGAIN && !first_err)
 			first_err = u->ret;
@@ -577,6 +610,7 @@ void *evictor_main(void *arg)
 	uint64_t last_watch = 0;
 	unsigned id = (unsigned)(uintptr_t)arg;
 
+	wr_thread_start();
 	pthread_mutex_lock(&eng.lock);
 	while (!eng.stopping) {
 		/* The first evictor also runs the pager watchdog, twice a second. */

@@ -639,7 +639,7 @@ void *filler_main(void *arg)
 		fa_submit(f.fa);
 		/* What finished meanwhile, before sleeping: psync's reads have
 		 * no descriptor to wake us, they are done already. */
-		if (fa_reap(f.fa, false) > 0 || more)
+		if (fa_reap(f.fa, false) > 0 || more || fa_needs_poll(f.fa))
 			continue;
 
 		struct epoll_event got[4];

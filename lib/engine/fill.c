@@ -20,20 +20,25 @@
 #define READ_TRIES 3
 
 /*
- * Read-ahead.  Each region follows up to RA_STREAMS sequential streams.  A
- * miss continues a stream if it falls in [ra_start, next]: the stream's
- * last read-ahead (whose pages the application has now gone past, so they
- * count as hits) or the page right after it.  A continuing stream doubles
- * its window up to the region's maximum; a miss that continues nothing
- * takes the least recently used stream's slot and reads nothing ahead
- * unless the page before it is resident (the start of a scan), so random
- * access costs no wasted reads.  UMAPD_ADV_SEQUENTIAL always reads the
- * full window, UMAPD_ADV_RANDOM never reads ahead.
+ * Read-ahead.  Each region follows up to RA_STREAMS sequential streams,
+ * each going up or down the region (a quicksort partition's cursors walk
+ * down, a scan walks up).  A miss continues a stream if it is the page
+ * next to the stream's last miss, or falls in or just past the stream's
+ * last read-ahead: the pages the application went past count as hits.  A
+ * continuing stream doubles its window up to the region's maximum; a miss
+ * that continues nothing takes the least recently used stream's slot and
+ * reads nothing ahead unless a neighbour page is resident (the start of a
+ * scan, either way), so random access costs no wasted reads.  Windows are
+ * also held to a sixteenth of the budget, so that read-ahead cannot push
+ * out the pages in use.  UMAPD_ADV_SEQUENTIAL always reads the full
+ * window, UMAPD_ADV_RANDOM never reads ahead.
  */
 static void ra_count_hits(struct eng_region *r, uint64_t from, uint64_t to)
 {
 	uint64_t hits = 0;
 
+	if (to <= from)
+		return;
 	if (to - from > (uint64_t)r->ra_max + 1)
 		from = to - (uint64_t)r->ra_max - 1;
 	for (uint64_t i = from; i < to; i++) {
@@ -56,50 +61,95 @@ void ra_touch(struct eng_page *p)
 	}
 }
 
+/* +1 or -1 if a miss at index continues stream t that way, else 0. */
+static int ra_continues(const struct eng_stream *t, uint64_t index)
+{
+	bool has_ra = t->hi > t->lo;
+
+	if (!t->used)
+		return 0;
+	if (t->dir >= 0 && (index == t->last + 1 || (has_ra && t->dir > 0 && index >= t->lo && index <= t->hi)))
+		return 1;
+	if (t->dir <= 0 && (index + 1 == t->last || (has_ra && t->dir < 0 && index + 1 >= t->lo && index < t->hi)))
+		return -1;
+	return 0;
+}
+
 long ra_decide(struct eng_region *r, uint64_t index, uint64_t *first)
 {
 	long cap = (long)(RA_MAX_BYTES >> r->pshift), max = r->ra_max < cap ? r->ra_max : cap;
+	long budget_cap = (long)(atomic_load_explicit(&eng.budget, memory_order_relaxed) / 16 >> r->pshift);
 	struct eng_stream *s = NULL, *lru = &r->streams[0];
+	uint64_t lo = 0, hi = 0, end;
+	int dir = 0;
 	long w;
 
 	r->ra_clock++;
 	*first = index + 1;
 	if (max <= 0 || r->advice == UMAPD_ADV_RANDOM)
 		return 0;
-	for (int i = 0; i < RA_STREAMS; i++) {
+	for (int i = 0; i < RA_STREAMS && !s; i++) {
 		struct eng_stream *t = &r->streams[i];
 
-		if (t->used && index >= t->ra_start && index <= t->next) {
+		dir = ra_continues(t, index);
+		if (dir)
 			s = t;
-			break;
-		}
-		if (t->used < lru->used)
+		else if (t->used < lru->used)
 			lru = t;
 	}
 	if (s) {
-		ra_count_hits(r, s->ra_start, index);
+		lo = s->lo;
+		hi = s->hi;
+		if (dir > 0)
+			ra_count_hits(r, lo, index < hi ? index : hi);
+		else
+			ra_count_hits(r, index + 1 > lo ? index + 1 : lo, hi);
 		w = s->window ? s->window * 2 : 4;
-		/* What the last read-ahead brought in need not be read again. */
-		if (s->next > *first)
-			*first = s->next;
 	} else {
 		s = lru;
-		s->window = 0;
-		w = index > 0 && pg_lookup(r, index - 1) ? 4 : 0;
+		if (index > 0 && pg_lookup(r, index - 1))
+			dir = 1;
+		else if (index + 1 < r->npages && pg_lookup(r, index + 1))
+			dir = -1;
+		w = dir ? 4 : 0;
 	}
-	if (r->advice == UMAPD_ADV_SEQUENTIAL)
+	if (r->advice == UMAPD_ADV_SEQUENTIAL) {
 		w = max;
+		if (!dir)
+			dir = 1;
+	}
 	if (w > max)
 		w = max;
-	s->used = r->ra_clock;
-	s->window = w;
-	s->ra_start = index + 1;
-	s->next = index + 1;
-	if (w == 0)
+	if (w > budget_cap)
+		w = budget_cap;
+	/* What remains of the last read-ahead, past the fault the way the
+	 * stream goes (empty for a new stream). */
+	if (dir > 0 && hi > index + 1) {
+		lo = index + 1;
+	} else if (dir < 0 && hi > lo && lo < index) {
+		hi = index;
+	} else {
+		lo = 0;
+		hi = 0;
+	}
+	*s = (struct eng_stream){ .last = index, .window = w, .dir = dir, .used = r->ra_clock, .lo = lo, .hi = hi };
+	if (w <= 0)
 		return 0;
-	/* The window counts from the faulting page: keep one window ahead. */
-	w -= (long)(*first - (index + 1));
-	return w > 0 ? w : 0;
+	if (dir > 0) {
+		/* Keep one window ahead of the fault; what the last read-ahead
+		 * brought in need not be read again. */
+		if (s->hi > *first)
+			*first = s->hi;
+		w -= (long)(*first - (index + 1));
+		return w > 0 ? w : 0;
+	}
+	/* Down: the absent pages just below the fault (or below what the last
+	 * read-ahead brought in), at most a window from the fault. */
+	end = s->hi > s->lo && s->lo < index ? s->lo : index;
+	*first = end;
+	while (*first > 0 && index - (*first - 1) <= (uint64_t)w && !pg_lookup(r, *first - 1))
+		(*first)--;
+	return (long)(end - *first);
 }
 
 void ra_reserved(struct eng_region *r, uint64_t index, uint64_t first, uint64_t n)
@@ -107,13 +157,18 @@ void ra_reserved(struct eng_region *r, uint64_t index, uint64_t first, uint64_t 
 	for (int i = 0; i < RA_STREAMS; i++) {
 		struct eng_stream *t = &r->streams[i];
 
-		if (t->used == r->ra_clock && t->ra_start == index + 1) {
-			t->ra_start = first;
-			t->next = n ? first + n : index + 1;
-			if (n == 0 && first > index + 1)
-				t->next = first; /* all ahead already there */
-			return;
+		if (t->used != r->ra_clock || t->last != index || n == 0)
+			continue;
+		if (t->dir > 0) {
+			if (t->hi <= t->lo)
+				t->lo = first;
+			t->hi = first + n;
+		} else {
+			if (t->hi <= t->lo)
+				t->hi = first + n;
+			t->lo = first;
 		}
+		return;
 	}
 }
 

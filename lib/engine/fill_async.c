@@ -152,6 +152,14 @@ unsigned fa_active(const struct fill_async *fa)
 	return fa->nactive;
 }
 
+bool fa_needs_poll(const struct fill_async *fa)
+{
+	for (int k = 1; k < 4; k++)
+		if (fa->ctx[k] && io_needs_poll(fa->ctx[k]))
+			return true;
+	return false;
+}
+
 int fa_event_fd(struct fill_async *fa)
 {
 	return fa->ctx[eng.io_kind] ? io_event_fd(fa->ctx[eng.io_kind]) : -1;

@@ -211,7 +211,7 @@ int io_flush(struct io_ctx *c)
 
 int io_reap(struct io_ctx *c, struct io_req **out, unsigned max, bool wait)
 {
-	unsigned n = 0;
+	unsigned n = 0, tries = 0;
 
 	for (;;) {
 		while (n < max && c->done_head) {
@@ -223,8 +223,14 @@ int io_reap(struct io_ctx *c, struct io_req **out, unsigned max, bool wait)
 			c->inflight--;
 			out[n++] = r;
 		}
-		if (n > 0 || c->inflight == 0)
-			return (int)n;
+		if (n > 0 || c->inflight == 0 || (!wait && tries++ > 0 && !c->queue_head)) {
+			/* Nothing is left behind unsubmitted: a retry queued by the
+			 * last completion goes to the kernel now, so that the
+			 * context's event fd reports it. */
+			int ret = c->queue_head ? io_flush(c) : 0;
+
+			return ret < 0 ? ret : (int)n;
+		}
 		/* Resubmissions first, then collect what the kernel finished. */
 		int ret = io_flush(c);
 
@@ -233,9 +239,12 @@ int io_reap(struct io_ctx *c, struct io_req **out, unsigned max, bool wait)
 		ret = c->be->complete(c, wait && !c->done_head && !c->queue_head);
 		if (ret < 0)
 			return ret;
-		if (!wait && !c->done_head)
-			return 0;
 	}
+}
+
+bool io_needs_poll(const struct io_ctx *c)
+{
+	return c->inflight > 0 && c->be->event_fd((struct io_ctx *)c) < 0;
 }
 
 int io_run(struct io_ctx *c, struct io_req *reqs, size_t n)

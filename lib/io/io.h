@@ -101,6 +101,10 @@ unsigned io_depth(const struct io_ctx *c);
  * epoll; -1 if the back end completes at submission (psync). */
 int io_event_fd(const struct io_ctx *c);
 
+/* Requests are outstanding and no event fd will report them (psync): the
+ * caller must reap again before it sleeps. */
+bool io_needs_poll(const struct io_ctx *c);
+
 /* Queue, submit and wait for n requests (any number: it reaps as it goes).
  * Returns 0; each request's res says how it went. */
 int io_run(struct io_ctx *c, struct io_req *reqs, size_t n);

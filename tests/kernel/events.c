@@ -462,9 +462,23 @@ static void part_b_tail(void)
 	step("b_tail: mmap MAP_FIXED_NOREPLACE at the freed tail");
 	uint8_t *tail = mmap(b + 48 * ps, 16 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
 			     -1, 0);
-	if (tail == MAP_FAILED)
+	if (tail == MAP_FAILED) {
+		/* Say what took the place: a mapping made behind the test's back. */
+		int e = errno;
+		char line[512], want[32];
+		FILE *maps = fopen("/proc/self/maps", "r");
+		snprintf(want, sizeof(want), "%lx-", (unsigned long)(uintptr_t)(b + 48 * ps));
+		while (maps && fgets(line, sizeof(line), maps)) {
+			unsigned long lo, hi;
+			if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo < (uintptr_t)(b + 64 * ps) &&
+			    hi > (uintptr_t)(b + 48 * ps))
+				fprintf(stderr, "  in the way: %s", line);
+		}
+		if (maps)
+			fclose(maps);
 		t_fail("b_tail: mmap(MAP_FIXED_NOREPLACE) at the munmapped tail %p: %s", (void *)(b + 48 * ps),
-		       t_errname(errno));
+		       t_errname(e));
+	}
 	T_CHECK(tail == b + 48 * ps, "b_tail: mmap placed the new mapping at %p, not %p", (void *)tail,
 		(void *)(b + 48 * ps));
 	t_fill_pat(tail, 16 * ps, 48 * ps, 33);
