@@ -208,7 +208,10 @@ int umapd_unmap(void *addr);
 int umapd_flush(void *addr, size_t length);
 
 /*
- * Write back and drop the resident pages in [addr, addr + length).
+ * Write back and drop the resident pages in [addr, addr + length).  Pages
+ * being read in when it is called are waited for and dropped too, so after
+ * a write to the file (pwrite) umapd_evict guarantees the next access reads
+ * what the file holds now.
  * Errors: as umapd_flush.  Pages whose write fails stay resident and dirty.
  */
 int umapd_evict(void *addr, size_t length);

@@ -668,6 +668,7 @@ struct wb_collect {
 	bool probe;        /* only look: set busy, take nothing */
 	bool evict;        /* take clean pages too, to drop them */
 	bool all;          /* unmapping: every busy state counts, not just writes */
+	bool fills;        /* evicting: wait for fills in flight too, then drop them */
 	bool busy;         /* pages in the range are busy in a way that matters */
 	bool nomem;
 };
@@ -679,7 +680,8 @@ static void wb_visit(struct eng_page *p, void *arg)
 	if (pg_busy(p->state)) {
 		/* A flush waits for writes others started in its range, whose
 		 * outcome it reports; an unmap waits for everything. */
-		if (c->all || p->state == PG_WRITEBACK || p->state == PG_EVICTING)
+		if (c->all || p->state == PG_WRITEBACK || p->state == PG_EVICTING ||
+		    (c->fills && p->state == PG_FILLING))
 			c->busy = true;
 		return;
 	}
@@ -703,7 +705,11 @@ static void wb_visit(struct eng_page *p, void *arg)
 
 int wb_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict)
 {
-	struct wb_collect c = { .evict = evict };
+	/* An eviction also waits for fills in flight and drops what they
+	 * bring: umapd_evict after a write to the file (the preload library
+	 * keeps pwrite and a mapping coherent that way) must not leave a page
+	 * read before that write to be installed after it. */
+	struct wb_collect c = { .evict = evict, .fills = evict };
 	bool wrote = false, waited = false;
 	int err = 0;
 
