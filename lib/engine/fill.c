@@ -27,8 +27,7 @@
  * last read-ahead: the pages the application went past count as hits.  A
  * continuing stream doubles its window up to the region's maximum; a miss
  * that continues nothing takes the least recently used stream's slot and
- * reads nothing ahead unless a neighbour page is resident (the start of a
- * scan, either way), so random access costs no wasted reads.  Windows are
+ * reads nothing ahead, so random access costs no wasted reads.  Windows are
  * also held to a sixteenth of the budget, so that read-ahead cannot push
  * out the pages in use.  UMAPD_ADV_SEQUENTIAL always reads the full
  * window, UMAPD_ADV_RANDOM never reads ahead.
@@ -106,12 +105,11 @@ long ra_decide(struct eng_region *r, uint64_t index, uint64_t *first)
 			ra_count_hits(r, index + 1 > lo ? index + 1 : lo, hi);
 		w = s->window ? s->window * 2 : 4;
 	} else {
+		/* A new stream reads nothing ahead until its next miss says
+		 * which way it goes: a resident neighbour is no evidence (under
+		 * random access half the neighbours are resident). */
 		s = lru;
-		if (index > 0 && pg_lookup(r, index - 1))
-			dir = 1;
-		else if (index + 1 < r->npages && pg_lookup(r, index + 1))
-			dir = -1;
-		w = dir ? 4 : 0;
+		w = 0;
 	}
 	if (r->advice == UMAPD_ADV_SEQUENTIAL) {
 		w = max;
