@@ -84,6 +84,7 @@ struct eng_stream {
 	uint64_t lo, hi;        /* its read-ahead not yet gone past: pages [lo, hi) */
 	long window;            /* current read-ahead window, pages (0: none yet) */
 	int dir;                /* +1 up, -1 down, 0 not known yet */
+	bool writes;            /* it dirties what it reads: read ahead dirty */
 	uint64_t used;          /* eng_region.ra_clock when last continued */
 };
 
@@ -256,7 +257,8 @@ struct fill_req {
 	bool write;          /* the fault on `first` was a write: install it dirty */
 	bool prefetch;       /* no fault is waiting: all pages are read-ahead */
 	bool readahead;      /* prefetch by the read-ahead (pages marked for the hit count) */
-	bool keep_dirty;     /* refill of a dirty page: it stays dirty */
+	bool keep_dirty;     /* install writable and DIRTY: the refill of a dirty page, or
+			      * read-ahead of a stream that writes what it reads */
 	/* Set by fill_begin(). */
 	uint64_t data_end;   /* the region's data_end when the fill began */
 	size_t total;        /* bytes of the n pages */
@@ -278,9 +280,11 @@ void fill_fail(struct fill_req *q, uint64_t off, size_t done, int err);
  * [*first, *first + return) to read ahead, 0 for none.  Streams are
  * detected per region (RA_STREAMS at once); a continuing stream doubles
  * its window up to the region's maximum and counts its last read-ahead's
- * pages as hits.  Call ra_reserved() with the pages actually reserved.
+ * pages as hits.  *dirty: the stream writes what it reads; install the
+ * read-ahead writable and dirty.  Call ra_reserved() with the pages
+ * actually reserved.
  */
-long ra_decide(struct eng_region *r, uint64_t index, uint64_t *first);
+long ra_decide(struct eng_region *r, uint64_t index, uint64_t *first, bool *dirty);
 void ra_reserved(struct eng_region *r, uint64_t index, uint64_t first, uint64_t n);
 void ra_touch(struct eng_page *p); /* a fault proved a read-ahead page useful */
 /* Read [off, off+len) of r's store into buf, zeros past data_end, retrying

@@ -312,7 +312,7 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 				ulog_error("cannot defer a fault at %p: out of memory", (void *)addr);
 			return false;
 		}
-		w = ra_decide(r, idx, &ra.first);
+		w = ra_decide(r, idx, &ra.first, &ra.keep_dirty);
 		q.n = fill_reserve(r, idx, 1, budget);
 		/* Read-ahead is a fill of its own, so the faulting thread wakes
 		 * as soon as its page is in, not when the whole window is. */

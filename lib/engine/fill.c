@@ -32,7 +32,9 @@
  * out the pages in use.  UMAPD_ADV_SEQUENTIAL always reads the full
  * window, UMAPD_ADV_RANDOM never reads ahead.
  */
-static void ra_count_hits(struct eng_region *r, uint64_t from, uint64_t to)
+/* Count the pages a stream went past as hits; returns how many of the
+ * resident ones it left dirty, in *dirty, out of *seen. */
+static void ra_count_hits(struct eng_region *r, uint64_t from, uint64_t to, unsigned *dirty, unsigned *seen)
 {
 	uint64_t hits = 0;
 
@@ -43,10 +45,15 @@ static void ra_count_hits(struct eng_region *r, uint64_t from, uint64_t to)
 	for (uint64_t i = from; i < to; i++) {
 		struct eng_page *p = pg_lookup(r, i);
 
-		if (p && p->readahead) {
+		if (!p)
+			continue;
+		if (p->readahead) {
 			p->readahead = 0;
 			hits++;
 		}
+		(*seen)++;
+		if (p->state == PG_DIRTY)
+			(*dirty)++;
 	}
 	if (hits)
 		atomic_fetch_add_explicit(&r->c.readahead_hits, hits, memory_order_relaxed);
@@ -74,17 +81,20 @@ static int ra_continues(const struct eng_stream *t, uint64_t index)
 	return 0;
 }
 
-long ra_decide(struct eng_region *r, uint64_t index, uint64_t *first)
+long ra_decide(struct eng_region *r, uint64_t index, uint64_t *first, bool *dirty)
 {
 	long cap = (long)(RA_MAX_BYTES >> r->pshift), max = r->ra_max < cap ? r->ra_max : cap;
 	long budget_cap = (long)(atomic_load_explicit(&eng.budget, memory_order_relaxed) / 16 >> r->pshift);
 	struct eng_stream *s = NULL, *lru = &r->streams[0];
 	uint64_t lo = 0, hi = 0, end;
+	unsigned ndirty = 0, nseen = 0;
+	bool writes = false;
 	int dir = 0;
 	long w;
 
 	r->ra_clock++;
 	*first = index + 1;
+	*dirty = false;
 	if (max <= 0 || r->advice == UMAPD_ADV_RANDOM)
 		return 0;
 	for (int i = 0; i < RA_STREAMS && !s; i++) {
@@ -100,9 +110,15 @@ long ra_decide(struct eng_region *r, uint64_t index, uint64_t *first)
 		lo = s->lo;
 		hi = s->hi;
 		if (dir > 0)
-			ra_count_hits(r, lo, index < hi ? index : hi);
+			ra_count_hits(r, lo, index < hi ? index : hi, &ndirty, &nseen);
 		else
-			ra_count_hits(r, index + 1 > lo ? index + 1 : lo, hi);
+			ra_count_hits(r, index + 1 > lo ? index + 1 : lo, hi, &ndirty, &nseen);
+		/* A stream that dirtied at least 3/4 of what it went past is a
+		 * read-modify-write pass (a sort's partition, an update scan): its
+		 * next pages are installed writable and dirty, which spares a
+		 * write-protect fault per page at the cost of writing back any
+		 * it then leaves unmodified. */
+		writes = nseen >= 4 ? ndirty * 4 >= nseen * 3 : s->writes;
 		w = s->window ? s->window * 2 : 4;
 	} else {
 		/* A new stream reads nothing ahead until its next miss says
@@ -130,7 +146,9 @@ long ra_decide(struct eng_region *r, uint64_t index, uint64_t *first)
 		lo = 0;
 		hi = 0;
 	}
-	*s = (struct eng_stream){ .last = index, .window = w, .dir = dir, .used = r->ra_clock, .lo = lo, .hi = hi };
+	*s = (struct eng_stream){ .last = index, .window = w, .dir = dir, .used = r->ra_clock, .lo = lo, .hi = hi,
+				  .writes = writes };
+	*dirty = writes && r->writable && eng.uffd.can_wp;
 	if (w <= 0)
 		return 0;
 	if (dir > 0) {
@@ -382,11 +400,11 @@ int fill_install(struct fill_req *q, const char *buf, size_t done, size_t len)
 	if (done < first_len) {
 		size_t a = first_len - done < len ? first_len - done : len;
 
-		ret = fill_copy(dst, buf, a, can_wp && !writable_fault, writable_fault);
+		ret = fill_copy(dst, buf, a, can_wp && !writable_fault && !q->keep_dirty, writable_fault);
 		if (ret == 0 && a < len)
-			ret = fill_copy(dst + a, buf + a, len - a, can_wp, false);
+			ret = fill_copy(dst + a, buf + a, len - a, can_wp && !q->keep_dirty, false);
 	} else {
-		ret = fill_copy(dst, buf, len, can_wp, false);
+		ret = fill_copy(dst, buf, len, can_wp && !q->keep_dirty, false);
 	}
 	if (ret < 0) {
 		if (ret != -ENOENT && ret != -ESRCH && ret != -EAGAIN)

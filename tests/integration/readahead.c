@@ -11,6 +11,10 @@
  *   random    random pages: read-ahead brings (almost) nothing
  *   wasted    a short scan, then umapd_evict: the pages read ahead and never
  *             touched are counted as wasted
+ *   rmw       a scan that reads and then rewrites every page: once the stream
+ *             shows it dirties what it reads, read-ahead installs pages
+ *             writable, so at most a quarter of the pages take a
+ *             write-protect fault; the file holds every new byte after unmap
  *   tight     UMAPD_ADV_SEQUENTIAL over three regions at once with a budget
  *             of 64 pages of 64 KiB (windows of 32 pages each): read-ahead must
  *             not push out the pages in use; examples/stream stalled like this
@@ -110,6 +114,25 @@ int main(void)
 		(unsigned long long)s.readahead_wasted, (unsigned long long)s.readahead_hits);
 	t_unmap(p);
 
+	t_step("rmw");
+	{
+		int wfd = t_tmpfile(NULL);
+		t_write_file_pat(wfd, 0, len, 4);
+		struct umapd_region_opts o = { .page_size = ps, .read_ahead = 32 };
+		uint8_t *w = umapd_map(NULL, len, PROT_READ | PROT_WRITE, 0, wfd, 0, &o);
+		T_CHECK(w != NULL, "umapd_map rw: %s", t_errname(errno));
+		for (size_t i = 0; i < NP; i++) {
+			t_check_pat("rmw read", w + i * ps, ps, i * ps, 4);
+			t_fill_pat(w + i * ps, ps, i * ps, 5);
+		}
+		s = region_stats(w);
+		T_CHECK(s.wp_faults <= NP / 4, "rmw: %llu write-protect faults for %d pages rewritten",
+			(unsigned long long)s.wp_faults, NP);
+		t_unmap(w);
+		t_check_file_pat("rmw: file after unmap", wfd, 0, len, 5);
+		close(wfd);
+	}
+
 	t_step("tight: three regions, ADV_SEQUENTIAL, budget of 64 pages of 64K");
 	size_t big = 64 * 1024, rlen = 256 * big;
 	int fds[3];
@@ -130,6 +153,6 @@ int main(void)
 		close(fds[k]);
 	}
 	t_pass("up %llu and down %llu faults for %d pages, two streams followed, random reads nothing ahead, "
-	       "unused read-ahead counted as wasted, ADV_SEQUENTIAL under a tiny budget finishes",
+	       "unused read-ahead counted as wasted, a rewriting stream reads ahead writable, ADV_SEQUENTIAL under a tiny budget finishes",
 	       (unsigned long long)up_faults, (unsigned long long)down_faults, NP);
 }
