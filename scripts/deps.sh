@@ -7,8 +7,10 @@ set -euo pipefail
 
 # python3, sqlite3 and lmdb-utils: the programs tests/preload runs under the
 # preload library (coreutils sort is always there).
+# clang (with libclang-rt-14-dev's libFuzzer): the fuzz harnesses of tests/fuzz
+# (.ci/run stage fuzz); gcc builds everything else.
 PKGS=(build-essential cmake pkg-config liburing-dev libaio-dev libjemalloc-dev fio util-linux
-	python3 sqlite3 lmdb-utils)
+	python3 sqlite3 lmdb-utils clang libclang-rt-14-dev)
 
 if [[ "${UMAPD_SKIP_DEPS:-0}" == 1 ]]; then
 	echo "deps: skipped (UMAPD_SKIP_DEPS=1)"
