@@ -280,11 +280,12 @@ void fill_fail(struct fill_req *q, uint64_t off, size_t done, int err);
  * [*first, *first + return) to read ahead, 0 for none.  Streams are
  * detected per region (RA_STREAMS at once); a continuing stream doubles
  * its window up to the region's maximum and counts its last read-ahead's
- * pages as hits.  *dirty: the stream writes what it reads; install the
- * read-ahead writable and dirty.  Call ra_reserved() with the pages
+ * pages as hits.  *dirty: the stream reads, then writes, what it goes
+ * through (write: the miss is a write); install the read-ahead writable
+ * and dirty.  Call ra_reserved() with the pages
  * actually reserved.
  */
-long ra_decide(struct eng_region *r, uint64_t index, uint64_t *first, bool *dirty);
+long ra_decide(struct eng_region *r, uint64_t index, bool write, uint64_t *first, bool *dirty);
 void ra_reserved(struct eng_region *r, uint64_t index, uint64_t first, uint64_t n);
 void ra_touch(struct eng_page *p); /* a fault proved a read-ahead page useful */
 /* Read [off, off+len) of r's store into buf, zeros past data_end, retrying

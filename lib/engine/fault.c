@@ -238,6 +238,31 @@ static int fault_refill_busy(struct filler *f, struct eng_region *r, uint64_t id
 }
 
 /*
+ * Start a read-ahead in fills of RA_CHUNK bytes, all submitted together:
+ * the application goes on as soon as the first is in, while the rest are
+ * still being read (one big fill would keep it waiting for the whole
+ * window, and the device at a queue depth of one).
+ */
+#define RA_CHUNK ((size_t)128 << 10)
+
+static void ra_start(struct filler *f, const struct fill_req *ra)
+{
+	uint64_t per = RA_CHUNK >> ra->r->pshift;
+
+	if (per == 0)
+		per = 1;
+	for (uint64_t done = 0; done < ra->n;) {
+		struct fill_req c = *ra;
+
+		c.first = ra->first + done;
+		c.n = ra->n - done < per ? ra->n - done : per;
+		if (fa_start(f->fa, &c, NULL) < 0)
+			fill_run(&c, f->bounce, BOUNCE_BYTES);
+		done += c.n;
+	}
+}
+
+/*
  * Serve one fault.  Returns false if it was deferred (no budget yet, or
  * the mm is changing and pending events must be read first).
  */
@@ -312,7 +337,7 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 				ulog_error("cannot defer a fault at %p: out of memory", (void *)addr);
 			return false;
 		}
-		w = ra_decide(r, idx, &ra.first, &ra.keep_dirty);
+		w = ra_decide(r, idx, write, &ra.first, &ra.keep_dirty);
 		q.n = fill_reserve(r, idx, 1, budget);
 		/* Read-ahead is a fill of its own, so the faulting thread wakes
 		 * as soon as its page is in, not when the whole window is. */
@@ -332,14 +357,14 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		if (fa_start(f->fa, &q, &ff) == 0) {
 			async = true;
 		} else if (fill_run(&q, f->bounce, BOUNCE_BYTES) == -EAGAIN) {
-			if (ra.n && fa_start(f->fa, &ra, NULL) < 0)
-				fill_run(&ra, f->bounce, BOUNCE_BYTES);
+			if (ra.n)
+				ra_start(f, &ra);
 			fault_defer_unlocked(addr, flags, tries + 1);
 			rg_put(r);
 			return false;
 		}
-		if (ra.n && fa_start(f->fa, &ra, NULL) < 0)
-			fill_run(&ra, f->bounce, BOUNCE_BYTES);
+		if (ra.n)
+			ra_start(f, &ra);
 	} else if (pg_busy(p->state)) {
 		bool zapped = !wp && (p->state == PG_WRITEBACK || p->state == PG_EVICTING) &&
 			      !p->dropping && !pg_present(addr, addr + 1);

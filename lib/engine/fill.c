@@ -81,7 +81,7 @@ static int ra_continues(const struct eng_stream *t, uint64_t index)
 	return 0;
 }
 
-long ra_decide(struct eng_region *r, uint64_t index, uint64_t *first, bool *dirty)
+long ra_decide(struct eng_region *r, uint64_t index, bool write, uint64_t *first, bool *dirty)
 {
 	long cap = (long)(RA_MAX_BYTES >> r->pshift), max = r->ra_max < cap ? r->ra_max : cap;
 	long budget_cap = (long)(atomic_load_explicit(&eng.budget, memory_order_relaxed) / 16 >> r->pshift);
@@ -113,12 +113,15 @@ long ra_decide(struct eng_region *r, uint64_t index, uint64_t *first, bool *dirt
 			ra_count_hits(r, lo, index < hi ? index : hi, &ndirty, &nseen);
 		else
 			ra_count_hits(r, index + 1 > lo ? index + 1 : lo, hi, &ndirty, &nseen);
-		/* A stream that dirtied at least 3/4 of what it went past is a
-		 * read-modify-write pass (a sort's partition, an update scan): its
-		 * next pages are installed writable and dirty, which spares a
-		 * write-protect fault per page at the cost of writing back any
-		 * it then leaves unmodified. */
-		writes = nseen >= 4 ? ndirty * 4 >= nseen * 3 : s->writes;
+		/* A stream whose misses are reads and which dirtied at least 3/4
+		 * of what it went past is a read-modify-write pass (a sort's
+		 * partition, an update scan): its next pages are installed
+		 * writable and dirty, which spares a write-protect fault per page
+		 * at the cost of writing back any it then leaves unmodified (at
+		 * most one window, where the pass ends).  A stream that writes
+		 * fresh pages (its misses are writes) is not: it usually ends
+		 * where its writes end, and reads ahead clean. */
+		writes = !write && (nseen >= 4 ? ndirty * 4 >= nseen * 3 : s->writes);
 		w = s->window ? s->window * 2 : 4;
 	} else {
 		/* A new stream reads nothing ahead until its next miss says
