@@ -1403,7 +1403,7 @@ static void run_cell(struct cell *c, unsigned rep)
 	int ret = c->sys == SYS_FIO ? run_fio(c->wl, c->threads, c->direct, r, rep == 0)
 				    : run_mapped(c->sys, c->wl, c->threads, c->direct, r);
 	if (ret == 0 && c->wl == WL_RMW) {
-		char first[256];
+		char first[160];
 		uint64_t bad = verify_file(first, sizeof first);
 		if (bad) {
 			r->mismatches += bad;
