@@ -288,6 +288,14 @@ void fill_fail(struct fill_req *q, uint64_t off, size_t done, int err);
 long ra_decide(struct eng_region *r, uint64_t index, bool write, uint64_t *first, bool *dirty);
 void ra_reserved(struct eng_region *r, uint64_t index, uint64_t first, uint64_t n);
 void ra_touch(struct eng_page *p); /* a fault proved a read-ahead page useful */
+/*
+ * A fault on a page still being read ahead (under eng.lock): if it lies in
+ * the second half of its stream's read-ahead in flight, reserve the next
+ * window (*ra: a prefetch fill, n = 0 for none) so that the device is
+ * never idle while the application catches up: the asynchronous half of
+ * read-ahead, as the kernel's PG_readahead marker does it.
+ */
+uint64_t ra_extend(struct eng_region *r, uint64_t index, uint64_t budget, struct fill_req *ra);
 /* Read [off, off+len) of r's store into buf, zeros past data_end, retrying
  * a failed read a few times; *got = bytes that came from the store. */
 int fill_read(struct eng_region *r, void *buf, size_t len, uint64_t off, uint64_t data_end, uint64_t *got);

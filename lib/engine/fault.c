@@ -368,11 +368,16 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 	} else if (pg_busy(p->state)) {
 		bool zapped = !wp && (p->state == PG_WRITEBACK || p->state == PG_EVICTING) &&
 			      !p->dropping && !pg_present(addr, addr + 1);
+		struct fill_req ra = { .r = r, .prefetch = true, .readahead = true };
 
 		/* Its owner wakes the waiters when it is done. */
 		p->wake_needed = 1;
 		waiter_note(addr);
+		if (p->state == PG_FILLING)
+			ra_extend(r, idx, budget, &ra);
 		pthread_mutex_unlock(&eng.lock);
+		if (ra.n)
+			ra_start(f, &ra);
 		if (zapped && fault_refill_busy(f, r, idx, addr) == -EAGAIN) {
 			fault_defer_unlocked(addr, flags, tries + 1);
 			rg_put(r);

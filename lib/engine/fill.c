@@ -171,6 +171,50 @@ long ra_decide(struct eng_region *r, uint64_t index, bool write, uint64_t *first
 	return (long)(end - *first);
 }
 
+uint64_t ra_extend(struct eng_region *r, uint64_t index, uint64_t budget, struct fill_req *ra)
+{
+	long cap = (long)(RA_MAX_BYTES >> r->pshift), max = r->ra_max < cap ? r->ra_max : cap;
+	long budget_cap = (long)(budget / 16 >> r->pshift);
+
+	ra->n = 0;
+	if (max > budget_cap)
+		max = budget_cap;
+	if (max <= 0 || r->advice == UMAPD_ADV_RANDOM || eng.resident_bytes + r->psize > budget)
+		return 0;
+	for (int i = 0; i < RA_STREAMS; i++) {
+		struct eng_stream *t = &r->streams[i];
+		long w;
+
+		if (!t->used || !t->dir || t->hi <= t->lo || index < t->lo || index >= t->hi)
+			continue;
+		/* Only from the second half of what is in flight, once per
+		 * window: the end it extends moves with it. */
+		if (t->dir > 0 ? (t->hi - index) * 2 > t->hi - t->lo : (index - t->lo + 1) * 2 > t->hi - t->lo)
+			return 0;
+		w = t->window * 2 < max ? t->window * 2 : max;
+		if (w <= 0)
+			return 0;
+		t->window = w;
+		ra->keep_dirty = t->writes && r->writable && eng.uffd.can_wp;
+		if (t->dir > 0) {
+			ra->first = t->hi;
+			ra->n = fill_reserve(r, ra->first, (uint64_t)w, budget);
+			t->hi += ra->n;
+		} else {
+			uint64_t end = t->lo;
+
+			ra->first = end;
+			while (ra->first > 0 && end - (ra->first - 1) <= (uint64_t)w && !pg_lookup(r, ra->first - 1))
+				ra->first--;
+			ra->n = end > ra->first ? fill_reserve(r, ra->first, end - ra->first, budget) : 0;
+			if (ra->n)
+				t->lo = ra->first;
+		}
+		return ra->n;
+	}
+	return 0;
+}
+
 void ra_reserved(struct eng_region *r, uint64_t index, uint64_t first, uint64_t n)
 {
 	for (int i = 0; i < RA_STREAMS; i++) {
