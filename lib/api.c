@@ -189,6 +189,14 @@ static void *map_region(struct eng_region *r, void *addr, int prot, int flags, i
 		ret = inject_wrap(r, &wrapped);
 	if (ret < 0)
 		goto fail;
+	if (r->psize > atomic_load_explicit(&eng.budget, memory_order_relaxed)) {
+		/* Not one of its pages could ever be resident: its first fault
+		 * would wait for memory forever. */
+		ulog_error("a region page of %zu bytes is larger than the whole budget (UMAPD_BUFSIZE=%llu)",
+			   r->psize, (unsigned long long)atomic_load(&eng.budget));
+		ret = -EINVAL;
+		goto fail;
+	}
 	wp = r->writable && eng.uffd.can_wp;
 	if (r->writable && !eng.uffd.can_wp) {
 		ulog_error("this kernel's userfaultfd has no write-protect support: writable regions "

@@ -396,9 +396,17 @@ void fill_fail(struct fill_req *q, uint64_t off, size_t done, int err)
 	uint64_t complete = done >> r->pshift;
 	size_t first_len = pg_len(r, q->first);
 
-	atomic_fetch_add_explicit(&r->c.io_errors, 1, memory_order_relaxed);
-	ulog_error("region %p: read of store offset %llu failed: %s", (void *)r->base,
-		   (unsigned long long)off, ulog_errname(-err));
+	if (err == -ENXIO) {
+		/* Truncated under the mapping (fill_async.c): not a store error;
+		 * reported when an access meets it, not for a read-ahead. */
+		if (!q->prefetch)
+			ulog_error("region %p: store offset %llu lies past the end of the file, which was "
+				   "truncated under the mapping: SIGBUS", (void *)r->base, (unsigned long long)off);
+	} else {
+		atomic_fetch_add_explicit(&r->c.io_errors, 1, memory_order_relaxed);
+		ulog_error("region %p: read of store offset %llu failed: %s", (void *)r->base,
+			   (unsigned long long)off, ulog_errname(-err));
+	}
 	if (!q->prefetch && complete == 0) {
 		int ret = uffd_poison(&eng.uffd, pg_addr(r, q->first) + done, first_len - done);
 

@@ -43,6 +43,7 @@ struct fa_fill {
 	unsigned tries;          /* failed reads retried so far */
 	int err;                 /* first read error, negative */
 	size_t err_at;           /* byte of the fill where it starts */
+	size_t valid;            /* bytes of the fill inside the data when it began */
 	struct io_req pieces[FA_PIECES];
 };
 
@@ -229,7 +230,18 @@ static void fa_piece_done(struct fill_async *fa, struct io_ctx *c, struct io_req
 			f->err_at = at;
 		}
 	} else if (p->done < p->len) {
-		memset(p->buf + p->done, 0, p->len - p->done); /* end of file */
+		/* The end of the file.  Inside the data the region was mapped
+		 * with, the file was truncated under the mapping: pages wholly
+		 * past the new end fail like a shared mmap's (SIGBUS); the page
+		 * holding the end reads the file's bytes, then zeros. */
+		size_t eof = (size_t)(p->buf - f->buf) + p->done;
+		size_t cut = (eof + r->psize - 1) & ~(r->psize - 1);
+
+		memset(p->buf + p->done, 0, p->len - p->done);
+		if (cut < f->valid && (!f->err || cut < f->err_at)) {
+			f->err = -ENXIO;
+			f->err_at = cut;
+		}
 	}
 	atomic_fetch_add_explicit(&r->c.bytes_read, p->done, memory_order_relaxed);
 	if (--f->pending == 0)
@@ -322,6 +334,7 @@ int fa_start(struct fill_async *fa, struct fill_req *q, const struct fa_fault *f
 	if (f->q.data_end > base)
 		valid = f->q.data_end - base < total ? (size_t)(f->q.data_end - base) : total;
 	memset(f->buf + valid, 0, total - valid); /* past the end of the data: zeros */
+	f->valid = valid;
 	f->pending = 1; /* held while pieces are queued */
 	while (pos < valid) {
 		struct store_extent x;

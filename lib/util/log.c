@@ -64,6 +64,9 @@ const char *ulog_errname(int err)
 	case EOVERFLOW: return "EOVERFLOW";
 	case EDQUOT: return "EDQUOT";
 	case ENXIO: return "ENXIO";
+	case EBADMSG: return "EBADMSG";
+	case ENODATA: return "ENODATA";
+	case EOPNOTSUPP: return "EOPNOTSUPP";
 	default: return "E?";
 	}
 }
