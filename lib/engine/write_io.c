@@ -49,9 +49,20 @@ void wr_start(void)
 		pool[i] = ctx_new();
 }
 
+/* Evictors' contexts, also reachable from here (see fill_async.c: a
+ * forked child has no evictor threads, and no thread-local storage of
+ * theirs either). */
+static struct io_ctx *_Atomic own_all[64];
+static _Atomic unsigned own_count;
+
 void wr_thread_start(void)
 {
+	unsigned slot;
+
 	own_ctx = ctx_new();
+	slot = atomic_fetch_add(&own_count, 1);
+	if (slot < 64)
+		atomic_store(&own_all[slot], own_ctx);
 }
 
 /* A context for one wr_run(); *lent says how to give it back. */

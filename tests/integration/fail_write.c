@@ -304,10 +304,11 @@ int main(int argc, char **argv)
 	t_fill_pat(q, ps, 0, 8); /* still usable */
 	t_check_pat("the store's data, untouched", g->data, g->size, 0, 6);
 	atomic_store(&g->gone, 0);
+	size_t gsize = g->size; /* the unmap closes the store, which frees g */
 	t_unmap(q);
 	T_CHECK(gone_data != NULL, "the store was not closed by the unmap");
 	t_check_pat("the store after it came back (page 0)", gone_data, ps, 0, 8);
-	t_check_pat("the store after it came back", gone_data + ps, g->size - ps, ps, 7);
+	t_check_pat("the store after it came back", gone_data + ps, gsize - ps, ps, 7);
 	free(gone_data);
 	nchecks += 5;
 
