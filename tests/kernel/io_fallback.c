@@ -106,6 +106,7 @@ int main(void)
 		t_step("case %s", cases[i].name);
 		if (t_fork_run(run_case, (void *)&cases[i], 60, &err) != 0)
 			t_fail("case %s: %s", cases[i].name, err ? err : "failed");
+		free(err);
 	}
 	t_pass("io_uring refused by seccomp: auto falls back to aio, then psync; an explicit io_uring falls back to "
 	       "psync; every byte right in the mapping and the file");
