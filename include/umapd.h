@@ -217,6 +217,19 @@ int umapd_flush(void *addr, size_t length);
 int umapd_evict(void *addr, size_t length);
 
 /*
+ * Declare the data of [addr, addr + length) dead: its resident pages are
+ * dropped without being written back, after any write-back or read of
+ * them in flight has finished.  The next access reads what the store holds
+ * (the data last written back, or zeros where it never was); a caller that
+ * wants zeros punches the file afterwards, which no write of ours can then
+ * undo.  Only region pages wholly inside the range are dropped.  For
+ * memory whose contents no longer matter, such as a freed heap block.
+ * Errors: EINVAL (addr NULL or overflowing range), ENOMEM (not inside any
+ * region, or no memory to collect the pages).
+ */
+int umapd_discard(void *addr, size_t length);
+
+/*
  * Start bringing [addr, addr + length) in, asynchronously; returns at once.
  * Pages are brought in while the budget has room below the high water mark.
  * Errors: EINVAL (addr NULL or overflow), ENOMEM (not inside any region).

@@ -514,6 +514,21 @@ static int do_writeback(struct eng_region *r, uint64_t first, uint64_t end, void
 	return wb_range(r, first, end, *(bool *)arg);
 }
 
+/* Only the pages wholly inside the range: a page partly outside holds data
+ * the caller did not give up. */
+static int do_discard(struct eng_region *r, uint64_t first, uint64_t end, void *arg)
+{
+	const uintptr_t *range = arg;
+	uintptr_t s = range[0] > r->base ? range[0] : r->base;
+	uintptr_t e = range[1] < r->base + r->len ? range[1] : r->base + r->len;
+
+	(void)first;
+	(void)end;
+	first = (s - r->base + r->psize - 1) >> r->pshift;
+	end = e == r->base + r->len ? r->npages : (e - r->base) >> r->pshift;
+	return first < end ? wb_discard(r, first, end) : 0;
+}
+
 static int do_prefetch(struct eng_region *r, uint64_t first, uint64_t end, void *arg)
 {
 	(void)arg;
@@ -543,6 +558,14 @@ API int umapd_evict(void *addr, size_t length)
 {
 	bool evict = true;
 	int ret = for_regions(addr, length, do_writeback, &evict);
+
+	return ret < 0 ? fail(ret) : 0;
+}
+
+API int umapd_discard(void *addr, size_t length)
+{
+	uintptr_t range[2] = { (uintptr_t)addr, (uintptr_t)addr + length };
+	int ret = for_regions(addr, length, do_discard, range);
 
 	return ret < 0 ? fail(ret) : 0;
 }

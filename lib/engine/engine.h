@@ -348,6 +348,10 @@ void *evictor_main(void *arg);
 /* Write back dirty pages of r in [first, end); drop them too if evict.
  * Waits for busy pages in the range.  Returns 0 or the first error. */
 int wb_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict);
+/* Drop the pages of r in [first, end) without writing them back (their
+ * data is dead), after waiting for any write-back or fill in flight there.
+ * Returns 0 or -ENOMEM. */
+int wb_discard(struct eng_region *r, uint64_t first, uint64_t end);
 
 /* events.c: non-cooperative events, read by the fillers */
 void ev_handle(const struct uffd_msg *m);

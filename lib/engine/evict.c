@@ -669,6 +669,7 @@ struct wb_collect {
 	bool evict;        /* take clean pages too, to drop them */
 	bool all;          /* unmapping: every busy state counts, not just writes */
 	bool fills;        /* evicting: wait for fills in flight too, then drop them */
+	bool discard;      /* evicting dead data: drop dirty pages unwritten */
 	bool busy;         /* pages in the range are busy in a way that matters */
 	bool nomem;
 };
@@ -698,18 +699,31 @@ static void wb_visit(struct eng_page *p, void *arg)
 		c->v = nv;
 		c->cap = cap;
 	}
-	p->was_dirty = p->state == PG_DIRTY;
+	/* Discarded pages go as clean ones: dropped, never written. */
+	p->was_dirty = p->state == PG_DIRTY && !c->discard;
 	pg_set_state(p, c->evict ? PG_EVICTING : PG_WRITEBACK);
 	c->v[c->n++] = p;
 }
 
+static int wb_collect_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict, bool discard);
+
 int wb_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict)
+{
+	return wb_collect_range(r, first, end, evict, false);
+}
+
+int wb_discard(struct eng_region *r, uint64_t first, uint64_t end)
+{
+	return wb_collect_range(r, first, end, true, true);
+}
+
+static int wb_collect_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict, bool discard)
 {
 	/* An eviction also waits for fills in flight and drops what they
 	 * bring: umapd_evict after a write to the file (the preload library
 	 * keeps pwrite and a mapping coherent that way) must not leave a page
 	 * read before that write to be installed after it. */
-	struct wb_collect c = { .evict = evict, .fills = evict };
+	struct wb_collect c = { .evict = evict, .fills = evict, .discard = discard };
 	bool wrote = false, waited = false;
 	int err = 0;
 
@@ -763,10 +777,10 @@ int wb_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict)
 		pthread_cond_wait(&eng.page_cv, &eng.lock);
 		waited = true;
 	}
-	if (!err && r->wb_err)
+	if (!discard && !err && r->wb_err)
 		err = r->wb_err;
-	if (err == r->wb_err)
-		r->wb_err = 0; /* reported once, like fsync */
+	if (!discard && err == r->wb_err)
+		r->wb_err = 0; /* reported once, like fsync (a discard writes nothing to report on) */
 	pthread_mutex_unlock(&eng.lock);
 	free(c.v);
 	if (!err && wrote && !evict) {

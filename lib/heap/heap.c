@@ -102,11 +102,12 @@ static bool h_dalloc(extent_hooks_t *h, void *addr, size_t size, bool committed,
 	return true; /* keep it: jemalloc retains and reuses the range */
 }
 
-/* The data in [addr, addr + len) is dead. */
+/* The data in [addr, addr + len) is dead: drop it unwritten (after any
+ * write-back of it in flight, so that the punch below is final). */
 static void discard(void *addr, size_t len)
 {
-	if (madvise(addr, len, MADV_DONTNEED) < 0)
-		ulog_warn("heap: MADV_DONTNEED of %zu bytes at %p: %s", len, addr, ulog_errname(errno));
+	if (umapd_discard(addr, len) < 0 && madvise(addr, len, MADV_DONTNEED) < 0)
+		ulog_warn("heap: discarding %zu bytes at %p: %s", len, addr, ulog_errname(errno));
 	if (fallocate(heap.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)((uintptr_t)addr - heap.base),
 		      (off_t)len) < 0 && errno != EOPNOTSUPP)
 		ulog_warn("heap: punching %zu bytes of the swap file: %s", len, ulog_errname(errno));
