@@ -245,9 +245,15 @@ static void fa_piece_done(struct fill_async *fa, struct io_ctx *c, struct io_req
 		 * with, the file was truncated under the mapping: pages wholly
 		 * past the new end fail like a shared mmap's (SIGBUS); the page
 		 * holding the end reads the file's bytes, then zeros. */
-		size_t eof = (size_t)(p->buf - f->buf) + p->done;
-		size_t cut = (eof + r->psize - 1) & ~(r->psize - 1);
+		uint64_t base = r->offset + (f->q.first << r->pshift);
+		int64_t now = store_size(r->store);
+		size_t cut = SIZE_MAX;
 
+		/* A short file is not a truncated one in every store (a sparse
+		 * store's chunk files end where their last write did): ask the
+		 * store for its size now. */
+		if (now >= 0 && (uint64_t)now < base + f->valid)
+			cut = (uint64_t)now <= base ? 0 : (((uint64_t)now - base) + r->psize - 1) & ~(r->psize - 1);
 		memset(p->buf + p->done, 0, p->len - p->done);
 		if (cut < f->valid && (!f->err || cut < f->err_at)) {
 			f->err = -ENXIO;

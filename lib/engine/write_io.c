@@ -143,7 +143,11 @@ void wr_run(struct wr_write *w, size_t n)
 	for (size_t i = 0; i <= n; i++) {
 		/* Send what is gathered when full or at the end. */
 		if (nreq > 0 && (i == n || nreq + 4 > WRITE_DEPTH)) {
+			/* psync's pwrite reads protected pages or staging copies:
+			 * ordered by the kernel, not a lock (lib/util/sanitizer.h). */
+			SAN_IGNORE_READS_BEGIN();
 			io_run(c, req, nreq);
+			SAN_IGNORE_READS_END();
 			for (size_t k = 0; k < nreq; k++)
 				if (req[k].res < 0 && w[owner[k]].res == 0)
 					w[owner[k]].res = req[k].res;

@@ -322,7 +322,14 @@ int main(int argc, char **argv)
 	T_CHECK(atomic_load(&b_handled), "the handler did not run");
 	T_CHECK(v == t_pat(10 * ps + 3, 5), "the interrupted access read %#x, want %#x", v, t_pat(10 * ps + 3, 5));
 	T_CHECK(b_read == t_pat(20 * ps + 77, 5), "the handler read %#x, want %#x", b_read, t_pat(20 * ps + 77, 5));
+#if !defined(__SANITIZE_THREAD__)
+	/* TSan defers an asynchronous signal to the thread's next intercepted
+	 * call, so under it the handler runs after the access: only the
+	 * order is left unchecked there. */
 	T_CHECK(b_handler_ns <= done_ns, "the handler ran after the interrupted access completed");
+#else
+	(void)done_ns;
+#endif
 	T_OK(umapd_flush(b_p, NPAGES * ps));
 	uint8_t fb;
 	t_pread_all(fd, &fb, 1, (off_t)(21 * ps + 5));

@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct fb_case {
@@ -91,21 +92,35 @@ static int run_case(void *arg)
 	return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	static const struct fb_case cases[] = {
 		{ "uring_refused", false, NULL, UMAPD_IOENG_AIO },
 		{ "both_refused", true, NULL, UMAPD_IOENG_PSYNC },
 		{ "asked_uring", false, "io_uring", UMAPD_IOENG_PSYNC },
 	};
+	size_t ncases = sizeof(cases) / sizeof(cases[0]);
 
 	t_init("io_fallback", 120);
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	if (argc > 1) {
+		/* One case, in a fresh process (re-executed, not forked: a
+		 * forked child of a threaded process may not start threads
+		 * under TSan). */
+		for (size_t i = 0; i < ncases; i++)
+			if (strcmp(argv[1], cases[i].name) == 0) {
+				run_case((void *)&cases[i]);
+				t_pass("case %s", cases[i].name);
+			}
+		t_fail("no case %s", argv[1]);
+	}
+	for (size_t i = 0; i < ncases; i++) {
 		char *err = NULL;
+		int st;
 
 		t_step("case %s", cases[i].name);
-		if (t_fork_run(run_case, (void *)&cases[i], 60, &err) != 0)
-			t_fail("case %s: %s", cases[i].name, err ? err : "failed");
+		st = t_reexec(cases[i].name, NULL, 60, &err);
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			t_fail("case %s: %s; %s", cases[i].name, t_wait_str(st), err ? err : "");
 		free(err);
 	}
 	t_pass("io_uring refused by seccomp: auto falls back to aio, then psync; an explicit io_uring falls back to "
