@@ -41,6 +41,14 @@ static int toucher(void *arg)
 
 static void check_gone(const char *what, uint8_t *p, size_t len)
 {
+	/* First hold the range with a PROT_NONE mapping of our own: that it
+	 * can be placed there proves the range was unmapped, and it keeps
+	 * anyone else's allocation (a sanitizer's allocator maps large blocks
+	 * anywhere) out of it while the children touch it. */
+	t_step("%s: the range is free (MAP_FIXED_NOREPLACE)", what);
+	void *hold = mmap(p, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	T_CHECK(hold == p, "%s: the range [%p, +%zu) is still mapped after umapd_unmap (%s)", what, (void *)p, len,
+		hold == MAP_FAILED ? t_errname(errno) : "placed elsewhere");
 	for (int w = 0; w < 2; w++) {
 		for (size_t at = 0; at < len; at += len / 2) {
 			t_step("%s: %s at +%zu in a child", what, w ? "write" : "read", at);
@@ -54,6 +62,7 @@ static void check_gone(const char *what, uint8_t *p, size_t len)
 				       WIFEXITED(st) && WEXITSTATUS(st) == 43 ? "SIGBUS" : "unexpected");
 		}
 	}
+	T_OK(munmap(hold, len));
 	t_step("%s: mincore", what);
 	unsigned char vec[NPAGES + 1];
 	errno = 0;
