@@ -24,6 +24,17 @@ struct aio_state {
 	struct io_event *events;
 };
 
+static void aio_free(struct aio_state *a)
+{
+	if (a->efd >= 0)
+		close(a->efd);
+	free(a->cbs);
+	free(a->free_cbs);
+	free(a->pending);
+	free(a->events);
+	free(a);
+}
+
 static int aio_open(struct io_ctx *c, unsigned depth)
 {
 	struct aio_state *a = calloc(1, sizeof(*a));
@@ -49,13 +60,7 @@ static int aio_open(struct io_ctx *c, unsigned depth)
 	c->be_state = a;
 	return 0;
 fail:
-	if (a->efd >= 0)
-		close(a->efd);
-	free(a->cbs);
-	free(a->free_cbs);
-	free(a->pending);
-	free(a->events);
-	free(a);
+	aio_free(a);
 	return ret;
 }
 
@@ -64,12 +69,7 @@ static void aio_close(struct io_ctx *c)
 	struct aio_state *a = c->be_state;
 
 	io_destroy(a->ctx);
-	close(a->efd);
-	free(a->cbs);
-	free(a->free_cbs);
-	free(a->pending);
-	free(a->events);
-	free(a);
+	aio_free(a);
 }
 
 static int aio_prep(struct io_ctx *c, struct io_req *r, size_t len)
