@@ -16,11 +16,12 @@
  *           MADV_DONTNEED the range reads what the file holds, each page
  *           either its dirty data (if an eviction wrote it back first) or
  *           the older file data, never zeros or a mix.
- *  b_tail   munmap of the tail of a region without umapd_unmap; the rest
- *           stays usable (reads, writes, umapd_flush); something the
- *           application maps at the freed tail afterwards (MAP_FIXED_NOREPLACE)
- *           survives umapd_unmap of the region, which succeeds, and its bytes
- *           never reach the file.
+ *  b_tail   the tail of a region unmapped without umapd_unmap (by an
+ *           application mapping placed over it with MAP_FIXED, which unmaps
+ *           it in the same call); the rest stays usable (reads, writes,
+ *           umapd_flush); what the application maps at the tail survives
+ *           umapd_unmap of the region, which succeeds, and its bytes never
+ *           reach the file.
  *  b_whole  munmap of a whole region without umapd_unmap: a later
  *           umapd_unmap returns 0 or -1/EINVAL and does not crash; the same
  *           with a new application mapping at the freed address, which must
@@ -449,14 +450,14 @@ static void part_b_tail(void)
 	touch_pages(b, 8, 16);
 	touch_pages(b, 48, 56);
 
-	step("b_tail: munmap pages 48-63 without umapd_unmap");
-	T_OK(munmap(b + 48 * ps, 16 * ps));
-	/* Hold the freed tail at once with a mapping of the application's own
-	 * (replaced below): otherwise an allocation of anyone in the process
-	 * (the test's mallocs, a sanitizer's runtime) may be placed there. */
-	T_CHECK(mmap(b + 48 * ps, 16 * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) ==
-			b + 48 * ps,
-		"b_tail: reserving the freed tail: %s", t_errname(errno));
+	/* The tail is unmapped by mapping something of the application's own
+	 * over it (MAP_FIXED: the kernel unmaps, raising UNMAP, and maps in one
+	 * call).  A plain munmap leaves a hole in which any thread's allocation
+	 * (a sanitizer's allocator, while munmap waits for the event to be
+	 * read) may be placed before the test can map there. */
+	step("b_tail: unmap pages 48-63 without umapd_unmap (MAP_FIXED over them)");
+	T_CHECK(mmap(b + 48 * ps, 16 * ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == b + 48 * ps,
+		"b_tail: mapping over the tail: %s", t_errname(errno));
 	step("b_tail: use pages 0-47");
 	t_check_bytes("b_tail: pages 0-47 after munmap of the tail", b, mem, 48 * ps, 0);
 	write_pages(b, mem, 20, 24, 32);
