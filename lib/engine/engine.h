@@ -263,6 +263,7 @@ struct fill_req {
 	uint64_t data_end;   /* the region's data_end when the fill began */
 	size_t total;        /* bytes of the n pages */
 };
+#define FILL_READ_TRIES 3 /* a failed store read is tried this many times in all */
 /* Reserve `first` and up to want-1 following absent pages within budget. */
 uint64_t fill_reserve(struct eng_region *r, uint64_t first, uint64_t want, uint64_t limit);
 /* Count the fill and note its size; returns q->total. */

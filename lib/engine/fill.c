@@ -17,7 +17,6 @@
 #include "util/log.h"
 
 #define RA_MAX_BYTES (4u << 20) /* never read more than this ahead of a fault */
-#define READ_TRIES 3
 
 /*
  * Read-ahead.  Each region follows up to RA_STREAMS sequential streams,
@@ -263,7 +262,7 @@ int fill_read(struct eng_region *r, void *buf, size_t len, uint64_t off, uint64_
 
 	if (data_end > off)
 		valid = data_end - off < len ? (size_t)(data_end - off) : len;
-	for (int tries = 0; valid > 0 && tries < READ_TRIES; tries++) {
+	for (int tries = 0; valid > 0 && tries < FILL_READ_TRIES; tries++) {
 		ret = store_read(r->store, buf, valid, off);
 		if (ret == 0)
 			break;

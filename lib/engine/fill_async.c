@@ -31,7 +31,6 @@
 #define FA_FILLS 64              /* fills in flight at most */
 #define FA_PIECES 8              /* reads per fill; the rest is read synchronously */
 #define FA_DEPTH 256             /* requests per I/O context */
-#define READ_TRIES 3
 
 struct fa_fill {
 	struct fill_req q;
@@ -143,10 +142,16 @@ static struct io_ctx *ctx_for(struct fill_async *fa, struct eng_region *r)
 	return c;
 }
 
+/* A mask of n slots from slot 0. */
+static uint64_t slot_bits(unsigned n)
+{
+	return n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1);
+}
+
 /* n contiguous free slots: the first index, or -1. */
 static int slots_find(uint64_t mask, unsigned n)
 {
-	uint64_t want = n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1);
+	uint64_t want = slot_bits(n);
 
 	for (unsigned i = 0; i + n <= FA_SLOTS; i++)
 		if (((mask >> i) & want) == want)
@@ -211,7 +216,7 @@ static void fa_complete(struct fill_async *fa, struct fa_fill *f)
 	}
 	if (f->has_fault)
 		lat_record(&r->lat, lat_now_ns() - f->fault.t0);
-	fa->free_mask |= (f->nslots >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << f->nslots) - 1)) << f->slot0;
+	fa->free_mask |= slot_bits(f->nslots) << f->slot0;
 	f->used = false;
 	fa->nactive--;
 	rg_put(r);
@@ -223,7 +228,7 @@ static void fa_piece_done(struct fill_async *fa, struct io_ctx *c, struct io_req
 	struct fa_fill *f = p->owner;
 	struct eng_region *r = f->q.r;
 
-	if (p->res < 0 && f->tries + 1 < READ_TRIES) {
+	if (p->res < 0 && f->tries + 1 < FILL_READ_TRIES) {
 		/* Read again what is missing; a transient error should not cost
 		 * the application a SIGBUS. */
 		f->tries++;
@@ -290,20 +295,16 @@ int fa_reap(struct fill_async *fa, bool wait)
 	return (int)(before - fa->nactive);
 }
 
-/* Read [pos, end) of the fill synchronously into its buffer. */
+/* Read [pos, end) of the fill synchronously into its buffer (fill_read
+ * retries a failed read as the synchronous fill does). */
 static int fa_read_sync(struct fa_fill *f, size_t pos, size_t end)
 {
 	struct eng_region *r = f->q.r;
-	uint64_t off = r->offset + (f->q.first << r->pshift) + pos;
-	int ret = -EIO;
+	uint64_t off = r->offset + (f->q.first << r->pshift) + pos, got = 0;
+	int ret = fill_read(r, f->buf + pos, end - pos, off, f->q.data_end, &got);
 
-	for (int t = 0; t < READ_TRIES; t++) {
-		ret = store_read(r->store, f->buf + pos, end - pos, off);
-		if (ret == 0)
-			break;
-	}
 	if (ret == 0)
-		atomic_fetch_add_explicit(&r->c.bytes_read, end - pos, memory_order_relaxed);
+		atomic_fetch_add_explicit(&r->c.bytes_read, got, memory_order_relaxed);
 	return ret;
 }
 
@@ -342,7 +343,7 @@ int fa_start(struct fill_async *fa, struct fill_req *q, const struct fa_fault *f
 	f->slot0 = (unsigned)s;
 	f->nslots = need;
 	f->buf = fa->arena + (size_t)s * FA_SLOT;
-	fa->free_mask &= ~((need >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << need) - 1)) << s);
+	fa->free_mask &= ~(slot_bits(need) << s);
 	fa->nactive++;
 	atomic_fetch_add_explicit(&r->refs, 1, memory_order_acquire); /* until fa_complete */
 	fill_begin(&f->q);
