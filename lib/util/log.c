@@ -7,6 +7,12 @@
 #include <string.h>
 
 static _Atomic int log_level = ULOG_WARN;
+static _Atomic int log_syslog_prefix;
+
+void ulog_set_syslog_prefix(int on)
+{
+	atomic_store_explicit(&log_syslog_prefix, on != 0, memory_order_relaxed);
+}
 
 void ulog_set_level(enum ulog_level level)
 {
@@ -21,13 +27,15 @@ enum ulog_level ulog_get_level(void)
 void ulog(enum ulog_level level, const char *fmt, ...)
 {
 	static const char *const names[] = { "error", "warning", "info", "debug" };
+	static const char *const prio[] = { "<3>", "<4>", "<6>", "<7>" }; /* LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG */
 	char line[1024];
 	va_list ap;
 	int n;
 
 	if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed))
 		return;
-	n = snprintf(line, sizeof(line), "umapd: %s: ", names[level]);
+	n = snprintf(line, sizeof(line), "%sumapd: %s: ",
+		     atomic_load_explicit(&log_syslog_prefix, memory_order_relaxed) ? prio[level] : "", names[level]);
 	va_start(ap, fmt);
 	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 	va_end(ap);

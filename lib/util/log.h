@@ -10,6 +10,14 @@
 enum ulog_level { ULOG_ERROR = 0, ULOG_WARN = 1, ULOG_INFO = 2, ULOG_DEBUG = 3 };
 
 void ulog_set_level(enum ulog_level level);
+/*
+ * With on != 0, every line starts with its syslog priority in angle
+ * brackets ("<3>" error, "<4>" warning, "<6>" info, "<7>" debug), the
+ * sd-daemon(3) convention by which journald files a service's stderr lines
+ * under the right priority.  Off by default: only the daemon turns it on,
+ * library users see the same lines as before.
+ */
+void ulog_set_syslog_prefix(int on);
 enum ulog_level ulog_get_level(void);
 void ulog(enum ulog_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
