@@ -891,7 +891,7 @@ int dconf_load(struct dconf *c, int argc, char **argv, char *why, size_t whylen)
 		return -1;
 	}
 	if (dconf_check(c, sub, sizeof(sub)) != 0) {
-		say(why, whylen, "%s%s", c->config_file[0] ? "configuration: " : "", sub);
+		say(why, whylen, "%s", sub);
 		return -1;
 	}
 	return 0;
