@@ -1,0 +1,50 @@
+/*
+ * umapd - the daemon's entry point: configuration (daemon/common/dconf),
+ * socket activation, the watchdog and readiness (daemon/common/sd_proto),
+ * then the server loop (server.c).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "dconf.h"
+#include "sd_proto.h"
+#include "srv.h"
+#include "util/log.h"
+
+int main(int argc, char **argv)
+{
+	struct dconf dc;
+	struct srv_config cfg;
+	char why[512];
+	int fds[4], n, ret;
+
+	dconf_defaults(&dc);
+	ret = dconf_load(&dc, argc, argv, why, sizeof(why));
+	if (ret == 1)
+		return 0;
+	if (ret < 0) {
+		fprintf(stderr, "umapd: %s\n", why);
+		return 2;
+	}
+	ulog_set_level((enum ulog_level)dc.log_level);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.dc = &dc;
+	snprintf(cfg.socket_path, sizeof(cfg.socket_path), "%s", dc.socket_path);
+	cfg.budget = dc.budget;
+	cfg.client_limit = dc.client_limit;
+	cfg.uid_limit = dc.uid_limit;
+	cfg.max_clients = dc.max_clients;
+	cfg.listen_fd = -1;
+	n = sdp_listen_fds(fds, 4);
+	if (n < 0) {
+		ulog_error("socket activation: %s", ulog_errname(-n));
+		return 1;
+	}
+	if (n > 1)
+		ulog_warn("socket activation passed %d sockets; using the first", n);
+	if (n >= 1)
+		cfg.listen_fd = fds[0];
+	cfg.watchdog_usec = sdp_watchdog_usec();
+	cfg.notify = sdp_notify;
+	return srv_run(&cfg);
+}

@@ -1,0 +1,1676 @@
+/*
+ * daemon/server/server.c - the daemon's event loop, sessions, shared files,
+ * fault service, write-back and eviction.
+ *
+ * Model (docs/daemon-protocol.md):
+ *  - A srv_file is one memfd per (device, inode, page size) of a backing
+ *    file; its page p holds file bytes [p * psize, (p + 1) * psize).  The
+ *    memfd offset of a byte is its file offset.
+ *  - A srv_region is one client mapping of part of a srv_file: the client
+ *    mapped the memfd MAP_SHARED at addr and registered that range with
+ *    its own userfaultfd (MISSING | WP | MINOR) before sending MAP.
+ *  - Page states live in the file (PG_* bits): absent, present clean,
+ *    present dirty.  The daemon is the only writer of page contents it
+ *    does not get from a client, and a state changes only on this thread.
+ *  - Every present page is charged to one client (its owner slot) and sits
+ *    in that client's CLOCK queue; eviction takes from the client most over
+ *    its fair share, so one client cannot push the others out.
+ *
+ * The daemon never maps a memfd: it reads pages with pread (which does not
+ * allocate at holes) and writes fills through the faulting client's
+ * userfaultfd (UFFDIO_COPY), so it never touches registered memory.
+ */
+#include "srv.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dconf.h"
+#include "proto/proto.h"
+#include "uffd/uffd.h"
+#include "util/log.h"
+
+#ifndef UFFDIO_CONTINUE_MODE_WP
+#define UFFDIO_CONTINUE_MODE_WP ((__u64)1 << 1)
+#endif
+
+#define PG_PRESENT 1u
+#define PG_DIRTY 2u
+#define PG_REF 4u /* touched again since the CLOCK hand last passed */
+
+#define SRV_MAX_REGIONS_PER_CLIENT 4096
+#define SRV_ORPHAN 0 /* client slot of pages no client maps any more */
+#define SRV_EAGAIN_TRIES 64
+
+enum hkind { H_LISTEN, H_SIGNAL, H_CLIENT, H_UFFD };
+struct handle {
+	enum hkind kind;
+};
+
+struct qent {
+	uint32_t fslot, fgen;
+	uint64_t pg;
+};
+
+struct srv_file;
+struct srv_client;
+
+struct srv_region {
+	struct handle h; /* H_UFFD; epoll data points here */
+	uint64_t id;
+	struct srv_client *c;
+	struct srv_file *f;
+	uintptr_t addr;
+	uint64_t len, off; /* file offset of addr */
+	bool writable, dead;
+	struct uffd uffd;
+	struct srv_region *next;  /* the client's regions */
+	struct srv_region *fnext; /* the file's regions */
+	struct srv_region *znext; /* freed after the current epoll batch */
+};
+
+struct srv_file {
+	uint32_t slot, gen;
+	dev_t dev;
+	ino_t ino;
+	uint64_t psize;
+	unsigned pshift;
+	int memfd, fd;
+	bool fd_writable;
+	uint64_t fsize;  /* backing file size as last seen */
+	uint64_t npages; /* memfd size / psize */
+	uint8_t *st;     /* PG_* per page */
+	uint32_t *owner; /* client slot charged for each present page */
+	uint64_t resident, dirty; /* pages */
+	struct srv_region *regions;
+	int wb_err; /* first write-back error not yet reported to a flush */
+};
+
+struct srv_client {
+	struct handle h; /* H_CLIENT */
+	uint32_t slot, id;
+	int sock;
+	pid_t pid;
+	uid_t uid;
+	bool dead;
+	struct proto_session sess;
+	struct proto_rx rx;
+	struct srv_region *regions;
+	unsigned nregions;
+	struct qent *q; /* CLOCK queue, a ring */
+	size_t qcap, qhead, qn;
+	uint64_t resident; /* bytes charged */
+	struct proto_stats st;
+	struct srv_client *znext;
+};
+
+static struct {
+	struct srv_config cfg;
+	int ep, lfd, sfd;
+	struct handle hl, hs;
+	struct srv_client **cl; /* by slot; [SRV_ORPHAN] is the orphan pseudo-client */
+	uint32_t ncl;
+	uint32_t next_client_id;
+	unsigned nclients;
+	struct srv_file **files; /* by slot */
+	uint32_t nfiles;
+	uint64_t next_region_id;
+	uint64_t resident, dirty; /* bytes */
+	unsigned char *buf; /* fill / write-back bounce buffer */
+	size_t buflen;
+	struct proto_stats total;
+	struct srv_client *zc;
+	struct srv_region *zr;
+	uint64_t start_ns;
+	bool stop;
+} S;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int notify(const char *what)
+{
+	return S.cfg.notify ? S.cfg.notify("%s", what) : 0;
+}
+
+static unsigned char *bounce(size_t len)
+{
+	if (len > S.buflen) {
+		unsigned char *b = realloc(S.buf, len);
+
+		if (!b)
+			return NULL;
+		S.buf = b;
+		S.buflen = len;
+	}
+	return S.buf;
+}
+
+/* ---------------------------------------------------------------- queues */
+
+static bool q_push(struct srv_client *c, struct qent e)
+{
+	if (c->qn == c->qcap) {
+		size_t ncap = c->qcap ? c->qcap * 2 : 256;
+		struct qent *n = malloc(ncap * sizeof(*n));
+
+		if (!n)
+			return false;
+		for (size_t i = 0; i < c->qn; i++)
+			n[i] = c->q[(c->qhead + i) % c->qcap];
+		free(c->q);
+		c->q = n;
+		c->qcap = ncap;
+		c->qhead = 0;
+	}
+	c->q[(c->qhead + c->qn) % c->qcap] = e;
+	c->qn++;
+	return true;
+}
+
+static bool q_pop(struct srv_client *c, struct qent *e)
+{
+	if (!c->qn)
+		return false;
+	*e = c->q[c->qhead];
+	c->qhead = (c->qhead + 1) % c->qcap;
+	c->qn--;
+	return true;
+}
+
+static struct srv_file *q_file(const struct qent *e)
+{
+	struct srv_file *f = e->fslot < S.nfiles ? S.files[e->fslot] : NULL;
+
+	return f && f->gen == e->fgen ? f : NULL;
+}
+
+/* Charge a present page to client c (its resident bytes, its queue). */
+static void charge(struct srv_file *f, uint64_t pg, struct srv_client *c)
+{
+	f->owner[pg] = c->slot;
+	c->resident += f->psize;
+	if (!q_push(c, (struct qent){ f->slot, f->gen, pg }))
+		ulog_warn("no memory for an eviction queue entry: page %llu of file %llu stays resident",
+			  (unsigned long long)pg, (unsigned long long)f->ino);
+}
+
+static void uncharge(struct srv_file *f, uint64_t pg)
+{
+	struct srv_client *o = f->owner[pg] < S.ncl ? S.cl[f->owner[pg]] : NULL;
+
+	if (o)
+		o->resident -= f->psize;
+}
+
+/* ---------------------------------------------------------------- files */
+
+static void region_page(const struct srv_region *r, uint64_t pg, uintptr_t *addr)
+{
+	*addr = r->addr + (pg * r->f->psize - r->off);
+}
+
+static bool region_covers(const struct srv_region *r, uint64_t pg)
+{
+	uint64_t o = pg * r->f->psize;
+
+	return !r->dead && o >= r->off && o < r->off + r->len;
+}
+
+/* Write-protect (or unprotect) a page in every client that maps it.  A
+ * client gone (-ESRCH), a range not registered yet or any more (-ENOENT,
+ * -EINVAL) needs nothing; -EAGAIN (its mm is changing) is retried. */
+static int protect_all(struct srv_file *f, uint64_t pg, bool wp)
+{
+	for (struct srv_region *r = f->regions; r; r = r->fnext) {
+		uintptr_t a;
+		int ret, tries = 0;
+
+		if (!region_covers(r, pg))
+			continue;
+		region_page(r, pg, &a);
+		do
+			ret = uffd_writeprotect(&r->uffd, a, f->psize, wp, false);
+		while (ret == -EAGAIN && ++tries < SRV_EAGAIN_TRIES);
+		if (ret == -EAGAIN)
+			return ret;
+		if (ret < 0 && ret != -ESRCH && ret != -ENOENT && ret != -EINVAL)
+			ulog_warn("client %u region %llu: UFFDIO_WRITEPROTECT at %#lx: %s", r->c->id,
+				  (unsigned long long)r->id, (unsigned long)a, ulog_errname(-ret));
+	}
+	return 0;
+}
+
+static void refresh_fsize(struct srv_file *f)
+{
+	struct stat st;
+
+	if (fstat(f->fd, &st) == 0)
+		f->fsize = (uint64_t)st.st_size;
+}
+
+/*
+ * Write page pg back if it is dirty (write-protected in every client
+ * first, so no write slips in between the read and the clean mark), and
+ * drop it if evict.  A page whose write fails stays present and dirty.
+ */
+static int wb_page(struct srv_file *f, uint64_t pg, bool evict, struct srv_client *who)
+{
+	uint64_t off = pg * f->psize;
+	int ret;
+
+	if (!(f->st[pg] & PG_PRESENT))
+		return 0;
+	if (f->st[pg] & PG_DIRTY) {
+		unsigned char *b = bounce(f->psize);
+		uint64_t len;
+
+		if (!b)
+			return -ENOMEM;
+		ret = protect_all(f, pg, true);
+		if (ret < 0)
+			return ret;
+		if (off + f->psize > f->fsize)
+			refresh_fsize(f);
+		len = off >= f->fsize ? 0 : f->fsize - off < f->psize ? f->fsize - off : f->psize;
+		for (uint64_t done = 0; done < len;) {
+			ssize_t n = pread(f->memfd, b + done, len - done, (off_t)(off + done));
+
+			if (n <= 0) {
+				ret = n < 0 ? -errno : -EIO;
+				goto fail;
+			}
+			done += (uint64_t)n;
+		}
+		for (uint64_t done = 0; done < len;) {
+			ssize_t n = f->fd_writable ? pwrite(f->fd, b + done, len - done, (off_t)(off + done))
+						   : (errno = EBADF, -1);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				ret = n < 0 ? -errno : -EIO;
+				goto fail;
+			}
+			done += (uint64_t)n;
+		}
+		f->st[pg] &= (uint8_t)~PG_DIRTY;
+		f->dirty--;
+		S.dirty -= f->psize;
+		S.total.bytes_written += len;
+		if (who)
+			who->st.bytes_written += len;
+		if (evict)
+			S.total.dirty_evictions++;
+		else
+			S.total.flushed_pages++;
+	}
+	if (!evict)
+		return 0;
+	if (fallocate(f->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)f->psize) < 0) {
+		ret = -errno;
+		ulog_error("file %llu page %llu: punching it out of the memfd failed: %s",
+			   (unsigned long long)f->ino, (unsigned long long)pg, ulog_errname(-ret));
+		return ret;
+	}
+	uncharge(f, pg);
+	f->st[pg] = 0;
+	f->resident--;
+	S.resident -= f->psize;
+	S.total.evictions++;
+	if (who)
+		who->st.evictions++;
+	return 0;
+
+fail:
+	S.total.io_errors++;
+	if (!f->wb_err)
+		f->wb_err = ret;
+	ulog_error("file %llu offset %llu: write-back failed: %s; the page stays dirty",
+		   (unsigned long long)f->ino, (unsigned long long)off, ulog_errname(-ret));
+	return ret;
+}
+
+static void file_free(struct srv_file *f)
+{
+	S.files[f->slot] = NULL;
+	if (f->memfd >= 0)
+		close(f->memfd);
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->st);
+	free(f->owner);
+	free(f);
+}
+
+/* A file nobody maps any more: write back and drop what it holds, and free
+ * it once nothing is left (pages whose write fails keep it alive). */
+static void file_drain(struct srv_file *f)
+{
+	if (f->regions)
+		return;
+	for (uint64_t pg = 0; pg < f->npages && f->resident; pg++)
+		(void)wb_page(f, pg, true, NULL);
+	if (f->resident == 0)
+		file_free(f);
+}
+
+static struct srv_file *file_get(const struct stat *st, uint64_t psize)
+{
+	for (uint32_t i = 0; i < S.nfiles; i++) {
+		struct srv_file *f = S.files[i];
+
+		if (f && f->dev == st->st_dev && f->ino == st->st_ino && f->psize == psize)
+			return f;
+	}
+	return NULL;
+}
+
+static int file_new(const struct stat *st, uint64_t psize, int fd, bool writable, struct srv_file **out)
+{
+	static uint32_t gen;
+	struct srv_file *f = calloc(1, sizeof(*f));
+	uint32_t slot;
+	char name[64];
+
+	if (!f)
+		return -ENOMEM;
+	for (slot = 0; slot < S.nfiles && S.files[slot]; slot++)
+		;
+	if (slot == S.nfiles) {
+		struct srv_file **n = realloc(S.files, (S.nfiles + 16) * sizeof(*n));
+
+		if (!n) {
+			free(f);
+			return -ENOMEM;
+		}
+		memset(n + S.nfiles, 0, 16 * sizeof(*n));
+		S.files = n;
+		S.nfiles += 16;
+	}
+	snprintf(name, sizeof(name), "umapd:%llx:%llu", (unsigned long long)st->st_dev,
+		 (unsigned long long)st->st_ino);
+	f->memfd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (f->memfd < 0) {
+		int e = errno;
+
+		free(f);
+		return -e;
+	}
+	/* Clients hold writable descriptors of the memfd; none may shrink it
+	 * under another client's mapping (which would SIGBUS that client). */
+	if (fcntl(f->memfd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
+		ulog_warn("memfd of file %llu: F_SEAL_SHRINK: %s", (unsigned long long)st->st_ino,
+			  ulog_errname(errno));
+	f->slot = slot;
+	f->gen = ++gen;
+	f->dev = st->st_dev;
+	f->ino = st->st_ino;
+	f->psize = psize;
+	f->pshift = (unsigned)__builtin_ctzll(psize);
+	f->fd = fd;
+	f->fd_writable = writable;
+	f->fsize = (uint64_t)st->st_size;
+	S.files[slot] = f;
+	*out = f;
+	return 0;
+}
+
+static int file_grow(struct srv_file *f, uint64_t end)
+{
+	uint64_t np = (end + f->psize - 1) >> f->pshift;
+	uint8_t *st;
+	uint32_t *ow;
+
+	if (np <= f->npages)
+		return 0;
+	if (np > SIZE_MAX / sizeof(uint32_t))
+		return -EOVERFLOW;
+	st = realloc(f->st, np);
+	if (!st)
+		return -ENOMEM;
+	f->st = st;
+	ow = realloc(f->owner, np * sizeof(*ow));
+	if (!ow)
+		return -ENOMEM;
+	f->owner = ow;
+	memset(f->st + f->npages, 0, np - f->npages);
+	memset(f->owner + f->npages, 0, (np - f->npages) * sizeof(*ow));
+	if (ftruncate(f->memfd, (off_t)(np << f->pshift)) < 0)
+		return -errno;
+	f->npages = np;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- budget */
+
+static unsigned active_clients(void)
+{
+	unsigned n = 0;
+
+	for (uint32_t i = 1; i < S.ncl; i++)
+		if (S.cl[i] && S.cl[i]->nregions)
+			n++;
+	return n ? n : 1;
+}
+
+static uint64_t client_limit(void)
+{
+	uint64_t l = S.cfg.budget;
+
+	if (S.cfg.client_limit && S.cfg.client_limit < l)
+		l = S.cfg.client_limit;
+	return l;
+}
+
+static uint64_t uid_resident(uid_t uid)
+{
+	uint64_t sum = 0;
+
+	for (uint32_t i = 1; i < S.ncl; i++)
+		if (S.cl[i] && S.cl[i]->uid == uid)
+			sum += S.cl[i]->resident;
+	return sum;
+}
+
+/*
+ * Evict one page charged to c, CLOCK order: a page touched since the hand
+ * last passed gets a second chance.  Returns true if one was dropped.
+ */
+static bool evict_from(struct srv_client *c, struct srv_client *who)
+{
+	size_t budget = c->qn * 2 + 1; /* each entry at most twice: once for its second chance */
+	struct qent e;
+
+	while (budget-- && q_pop(c, &e)) {
+		struct srv_file *f = q_file(&e);
+
+		if (!f || e.pg >= f->npages || !(f->st[e.pg] & PG_PRESENT) || f->owner[e.pg] != c->slot)
+			continue; /* stale: evicted or charged to someone else since */
+		if (f->st[e.pg] & PG_REF) {
+			f->st[e.pg] &= (uint8_t)~PG_REF;
+			q_push(c, e);
+			continue;
+		}
+		if (wb_page(f, e.pg, true, who) == 0) {
+			if (!f->regions && f->resident == 0)
+				file_free(f);
+			return true;
+		}
+		q_push(c, e); /* write failed: keep it, try another */
+	}
+	return false;
+}
+
+/* Choose whom to take a page from when the node budget is full: orphaned
+ * pages first, then the client furthest over its fair share. */
+static struct srv_client *victim(struct srv_client *c)
+{
+	uint64_t share = S.cfg.budget / active_clients();
+	struct srv_client *best = NULL;
+	int64_t over = INT64_MIN;
+
+	if (S.cl[SRV_ORPHAN]->resident)
+		return S.cl[SRV_ORPHAN];
+	if (c && c->resident >= share)
+		return c; /* over its share: its own pages go first */
+	for (uint32_t i = 1; i < S.ncl; i++) {
+		struct srv_client *o = S.cl[i];
+
+		if (o && o->resident && (int64_t)(o->resident - share) > over) {
+			over = (int64_t)(o->resident - share);
+			best = o;
+		}
+	}
+	return best;
+}
+
+/* Make room for need bytes charged to c (NULL: just get under the budget). */
+static void make_room(struct srv_client *c, uint64_t need)
+{
+	if (c) {
+		while (c->resident && c->resident + need > client_limit() && evict_from(c, c))
+			;
+		if (S.cfg.uid_limit) {
+			while (uid_resident(c->uid) + need > S.cfg.uid_limit) {
+				struct srv_client *big = NULL;
+
+				for (uint32_t i = 1; i < S.ncl; i++)
+					if (S.cl[i] && S.cl[i]->uid == c->uid && S.cl[i]->resident &&
+					    (!big || S.cl[i]->resident > big->resident))
+						big = S.cl[i];
+				if (!big || !evict_from(big, c))
+					break;
+			}
+		}
+	}
+	while (S.resident + need > S.cfg.budget) {
+		struct srv_client *v = victim(c);
+		bool done = v && evict_from(v, c);
+
+		for (uint32_t i = 0; !done && i < S.ncl; i++)
+			if (S.cl[i] && S.cl[i] != v && S.cl[i]->resident)
+				done = evict_from(S.cl[i], c);
+		if (!done)
+			break; /* nothing evictable: go over rather than hang a fault */
+	}
+}
+
+/* ---------------------------------------------------------------- faults */
+
+/* Read page pg of f from its backing file into the bounce buffer (zeros
+ * past the end of the file). */
+static int read_page(struct srv_file *f, uint64_t pg, unsigned char **out)
+{
+	unsigned char *b = bounce(f->psize);
+	uint64_t off = pg << f->pshift, done = 0;
+
+	if (!b)
+		return -ENOMEM;
+	while (done < f->psize) {
+		ssize_t n = pread(f->fd, b + done, f->psize - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		done += (uint64_t)n;
+	}
+	memset(b + done, 0, f->psize - done);
+	S.total.bytes_read += done;
+	*out = b;
+	return 0;
+}
+
+static int do_continue(struct srv_region *r, uintptr_t a, bool wp)
+{
+	struct uffdio_continue c = { .range = { a, r->f->psize }, .mode = wp ? UFFDIO_CONTINUE_MODE_WP : 0 };
+
+	if (ioctl(r->uffd.fd, UFFDIO_CONTINUE, &c) == 0)
+		return 0;
+	return -errno;
+}
+
+/* After a resolution failed in a way the faulting thread cannot recover
+ * from by itself: wake it so it faults again (and we see a fresh message). */
+static void wake(struct srv_region *r, uintptr_t a)
+{
+	int ret = uffd_wake(&r->uffd, a, r->f->psize);
+
+	if (ret < 0 && ret != -ESRCH && ret != -ENOENT && ret != -EINVAL)
+		ulog_warn("client %u: UFFDIO_WAKE at %#lx: %s", r->c->id, (unsigned long)a, ulog_errname(-ret));
+}
+
+/* The memfd holds a page we did not put there (a client touched the memfd
+ * through a mapping it did not register): replace its contents with the
+ * file's and map it. */
+static int repair_page(struct srv_region *r, uint64_t pg, uintptr_t a, bool wp)
+{
+	struct srv_file *f = r->f;
+	unsigned char *b;
+	int ret = read_page(f, pg, &b);
+
+	if (ret < 0)
+		return ret;
+	for (uint64_t done = 0; done < f->psize;) {
+		ssize_t n = pwrite(f->memfd, b + done, f->psize - done, (off_t)((pg << f->pshift) + done));
+
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (uint64_t)n;
+	}
+	ret = do_continue(r, a, wp);
+	return ret == -EEXIST ? 0 : ret;
+}
+
+static void serve_fault(struct srv_region *r, const struct uffd_msg *m)
+{
+	struct srv_file *f = r->f;
+	struct srv_client *c = r->c;
+	uint64_t flags = m->arg.pagefault.flags;
+	uintptr_t fa = (uintptr_t)m->arg.pagefault.address, a;
+	uint64_t pg = (r->off + (fa - r->addr)) >> f->pshift;
+	bool write = (flags & UFFD_PAGEFAULT_FLAG_WRITE) && r->writable;
+	int ret;
+
+	region_page(r, pg, &a);
+	c->st.faults++;
+	S.total.faults++;
+	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
+		c->st.wp_faults++;
+		S.total.wp_faults++;
+		/* First write to a clean page (or one protected for write-back,
+		 * which has finished by now: this thread does both). */
+		if ((f->st[pg] & PG_PRESENT) && r->writable) {
+			if (!(f->st[pg] & PG_DIRTY)) {
+				f->st[pg] |= PG_DIRTY;
+				f->dirty++;
+				S.dirty += f->psize;
+			}
+			ret = uffd_writeprotect(&r->uffd, a, f->psize, false, false);
+			if (ret < 0)
+				wake(r, a);
+		} else {
+			wake(r, a); /* evicted meanwhile: it faults again as missing */
+		}
+		return;
+	}
+	if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
+		c->st.minor_faults++;
+		S.total.minor_faults++;
+	} else {
+		c->st.missing_faults++;
+		S.total.missing_faults++;
+	}
+	if (f->st[pg] & PG_PRESENT) {
+		/* In the memfd already (filled for another client, or for this one
+		 * through another region): map it, protected unless this is a write. */
+		ret = do_continue(r, a, !write);
+		if (ret == -EFAULT) /* not in the memfd after all: someone punched it */
+			ret = repair_page(r, pg, a, !write);
+		if (ret == -EEXIST)
+			wake(r, a);
+		else if (ret == -EAGAIN)
+			wake(r, a);
+		else if (ret < 0 && ret != -ESRCH && ret != -ENOENT)
+			ulog_warn("client %u: UFFDIO_CONTINUE at %#lx: %s", c->id, (unsigned long)a, ulog_errname(-ret));
+		f->st[pg] |= PG_REF;
+		if (write && ret == 0 && !(f->st[pg] & PG_DIRTY)) {
+			f->st[pg] |= PG_DIRTY;
+			f->dirty++;
+			S.dirty += f->psize;
+		}
+		return;
+	}
+	/* Absent: bring it in through the faulting client's userfaultfd. */
+	make_room(c, f->psize);
+	unsigned char *b;
+
+	ret = read_page(f, pg, &b);
+	if (ret < 0) {
+		S.total.io_errors++;
+		ulog_error("client %u file %llu offset %llu: read failed: %s; the page is poisoned (SIGBUS)",
+			   c->id, (unsigned long long)f->ino, (unsigned long long)(pg << f->pshift),
+			   ulog_errname(-ret));
+		if (uffd_poison(&r->uffd, a, f->psize) < 0)
+			wake(r, a);
+		return;
+	}
+	size_t copied = 0;
+
+	ret = uffd_copy(&r->uffd, a, b, f->psize, !write, false, &copied);
+	if (ret == -EEXIST && copied == 0) {
+		/* Something is in the memfd that we never filled: replace it. */
+		ret = repair_page(r, pg, a, !write);
+	}
+	if (ret < 0) {
+		/* Partial copies leave part of the page in the memfd: take it out
+		 * again so the page is absent as our state says. */
+		if (fallocate(f->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(pg << f->pshift),
+			      (off_t)f->psize) < 0)
+			ulog_warn("file %llu: punch after a failed fill: %s", (unsigned long long)f->ino,
+				  ulog_errname(errno));
+		if (ret != -ESRCH && ret != -ENOENT)
+			wake(r, a); /* -EAGAIN and the rest: the thread faults again */
+		return;
+	}
+	f->st[pg] = PG_PRESENT | (write ? PG_DIRTY : 0);
+	f->resident++;
+	S.resident += f->psize;
+	if (write) {
+		f->dirty++;
+		S.dirty += f->psize;
+	}
+	charge(f, pg, c);
+	c->st.fills++;
+	S.total.fills++;
+	c->st.bytes_read += f->psize;
+}
+
+static struct srv_region *find_region(struct srv_client *c, uintptr_t a)
+{
+	for (struct srv_region *r = c->regions; r; r = r->next)
+		if (!r->dead && a >= r->addr && a - r->addr < r->len)
+			return r;
+	return NULL;
+}
+
+static void on_uffd(struct srv_region *r)
+{
+	struct uffd_msg msgs[64];
+
+	for (int round = 0; round < 16 && !r->dead; round++) {
+		int n = uffd_read_msgs(&r->uffd, msgs, 64);
+
+		if (n <= 0) {
+			if (n < 0 && n != -EAGAIN)
+				ulog_debug("client %u: reading its userfaultfd: %s", r->c->id, ulog_errname(-n));
+			return;
+		}
+		for (int i = 0; i < n; i++) {
+			struct srv_region *t;
+
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+				continue; /* we asked for no events; a client may have */
+			/* The same userfaultfd may serve several regions of the client. */
+			t = find_region(r->c, (uintptr_t)msgs[i].arg.pagefault.address);
+			if (t)
+				serve_fault(t, &msgs[i]);
+			else
+				(void)uffd_wake(&r->uffd, (uintptr_t)msgs[i].arg.pagefault.address & ~(uintptr_t)4095, 4096);
+		}
+		if (n < 64)
+			return;
+	}
+}
+
+/* ---------------------------------------------------------------- regions */
+
+/* Take a region out of service: its pages go to another client that maps
+ * them, or (nobody does) are written back and dropped. */
+static void region_release(struct srv_region *r)
+{
+	struct srv_file *f = r->f;
+	struct srv_client *c = r->c;
+
+	r->dead = true;
+	for (struct srv_region **pp = &c->regions; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	c->nregions--;
+	for (struct srv_region **pp = &f->regions; *pp; pp = &(*pp)->fnext)
+		if (*pp == r) {
+			*pp = r->fnext;
+			break;
+		}
+	epoll_ctl(S.ep, EPOLL_CTL_DEL, r->uffd.fd, NULL);
+	close(r->uffd.fd);
+	r->uffd.fd = -1;
+	S.total.regions--;
+
+	uint64_t first = r->off >> f->pshift, end = (r->off + r->len) >> f->pshift;
+
+	for (uint64_t pg = first; pg < end && pg < f->npages; pg++) {
+		struct srv_region *o, *same = NULL, *other = NULL;
+
+		if (!(f->st[pg] & PG_PRESENT) || f->owner[pg] != c->slot)
+			continue;
+		for (o = f->regions; o; o = o->fnext)
+			if (region_covers(o, pg)) {
+				if (o->c == c)
+					same = o;
+				else if (!other)
+					other = o;
+			}
+		if (same)
+			continue; /* still ours through another region */
+		uncharge(f, pg);
+		if (other) {
+			charge(f, pg, other->c);
+		} else if (wb_page(f, pg, true, c) < 0) {
+			charge(f, pg, S.cl[SRV_ORPHAN]); /* write failed: keep it, retried later */
+		}
+	}
+	if (!f->regions)
+		file_drain(f);
+	r->znext = S.zr;
+	S.zr = r;
+}
+
+static int write_back_range(struct srv_file *f, uint64_t first, uint64_t end, bool evict, struct srv_client *who)
+{
+	int first_err = 0;
+
+	for (uint64_t pg = first; pg < end && pg < f->npages; pg++) {
+		int ret;
+
+		if (!(f->st[pg] & PG_PRESENT) || (!evict && !(f->st[pg] & PG_DIRTY)))
+			continue;
+		ret = wb_page(f, pg, evict, who);
+		if (ret < 0 && !first_err)
+			first_err = ret;
+	}
+	if (!first_err && f->wb_err) {
+		first_err = f->wb_err; /* an earlier background write-back failed */
+		f->wb_err = 0;
+	}
+	return first_err;
+}
+
+/* ---------------------------------------------------------------- clients */
+
+static void client_close(struct srv_client *c, const char *why)
+{
+	if (c->dead)
+		return;
+	ulog_info("client %u (pid %d uid %u) leaves: %s", c->id, (int)c->pid, (unsigned)c->uid, why);
+	c->dead = true;
+	while (c->regions)
+		region_release(c->regions);
+	epoll_ctl(S.ep, EPOLL_CTL_DEL, c->sock, NULL);
+	close(c->sock);
+	c->sock = -1;
+	proto_rx_free(&c->rx);
+	/* Pages still charged to the slot (write-back failures) become orphans. */
+	struct qent e;
+
+	while (q_pop(c, &e)) {
+		struct srv_file *f = q_file(&e);
+
+		if (f && e.pg < f->npages && (f->st[e.pg] & PG_PRESENT) && f->owner[e.pg] == c->slot) {
+			uncharge(f, e.pg);
+			charge(f, e.pg, S.cl[SRV_ORPHAN]);
+		}
+	}
+	S.cl[c->slot] = NULL;
+	S.nclients--;
+	c->znext = S.zc;
+	S.zc = c;
+}
+
+static int reply(struct srv_client *c, uint16_t type, const void *p, uint32_t len, const int *fds, int nfds)
+{
+	struct proto_hdr h;
+	int ret;
+
+	memcpy(&h, c->rx.hdr, sizeof(h));
+	ret = proto_send(c->sock, type | PT_REPLY, c->sess.version ? c->sess.version : PROTO_VERSION, h.seq, p,
+			 len, fds, nfds, true);
+
+	if (ret < 0)
+		client_close(c, "cannot send a reply (not reading?)");
+	return ret;
+}
+
+static void reply_err(struct srv_client *c, int err, const char *msg)
+{
+	struct proto_hdr h;
+
+	memcpy(&h, c->rx.hdr, sizeof(h));
+	if (proto_send_error(c->sock, c->sess.version ? c->sess.version : PROTO_VERSION, h.seq, err, msg, true) < 0)
+		client_close(c, "cannot send an error reply");
+}
+
+static bool is_uffd(int fd)
+{
+	char path[64], link[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return false;
+	link[n] = 0;
+	return strcmp(link, "anon_inode:[userfaultfd]") == 0;
+}
+
+static void do_map(struct srv_client *c, struct proto_msg *m)
+{
+	const struct proto_map *mp = &m->u.map;
+	int bfd = m->fds[0], ufd = m->fds[1], acc, ret, rofd = -1;
+	bool writable = mp->flags & PROTO_MAP_WRITABLE;
+	struct srv_file *f;
+	struct srv_region *r;
+	struct stat st;
+
+	if (fstat(bfd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		reply_err(c, ENODEV, "the backing descriptor is not a regular file");
+		return;
+	}
+	acc = fcntl(bfd, F_GETFL);
+	if (acc < 0 || (acc & O_ACCMODE) == O_WRONLY || (writable && (acc & O_ACCMODE) != O_RDWR)) {
+		reply_err(c, EACCES, "the backing descriptor is not open for reading (and writing, for a writable region)");
+		return;
+	}
+	if (!is_uffd(ufd)) {
+		reply_err(c, EBADF, "the second descriptor is not a userfaultfd");
+		return;
+	}
+	if (c->nregions >= SRV_MAX_REGIONS_PER_CLIENT) {
+		reply_err(c, EMFILE, "too many regions for one client");
+		return;
+	}
+	for (r = c->regions; r; r = r->next)
+		if (mp->addr < r->addr + r->len && r->addr < mp->addr + mp->len) {
+			reply_err(c, EEXIST, "the range overlaps a region of this client");
+			return;
+		}
+	if (mp->page_size > client_limit() || mp->page_size > S.cfg.budget) {
+		reply_err(c, EINVAL, "a page of this size is larger than the budget or the client limit");
+		return;
+	}
+	/* Faults are read without blocking, by this one thread. */
+	acc = fcntl(ufd, F_GETFL);
+	if (acc < 0 || (!(acc & O_NONBLOCK) && fcntl(ufd, F_SETFL, acc | O_NONBLOCK) < 0)) {
+		reply_err(c, EBADF, "cannot make the userfaultfd non-blocking");
+		return;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		reply_err(c, ENOMEM, "out of memory");
+		return;
+	}
+	f = file_get(&st, mp->page_size);
+	if (!f) {
+		ret = file_new(&st, mp->page_size, bfd, writable, &f);
+		if (ret < 0) {
+			free(r);
+			reply_err(c, -ret, "cannot create the memfd");
+			return;
+		}
+		m->fds[0] = -1; /* the file keeps it */
+	} else if (writable && !f->fd_writable) {
+		/* Write back through a descriptor a writer passed. */
+		close(f->fd);
+		f->fd = bfd;
+		f->fd_writable = true;
+		m->fds[0] = -1;
+	}
+	ret = file_grow(f, mp->offset + mp->len);
+	if (ret < 0) {
+		free(r);
+		if (!f->regions && !f->resident)
+			file_free(f);
+		reply_err(c, -ret, "cannot size the memfd");
+		return;
+	}
+	if (!writable) {
+		/* A read-only client gets a read-only descriptor of the memfd: it
+		 * cannot write the shared cache behind the daemon's back. */
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", f->memfd);
+		rofd = open(path, O_RDONLY | O_CLOEXEC);
+		if (rofd < 0) {
+			ret = -errno;
+			free(r);
+			if (!f->regions && !f->resident)
+				file_free(f);
+			reply_err(c, -ret, "cannot reopen the memfd read-only");
+			return;
+		}
+	}
+	r->h.kind = H_UFFD;
+	r->id = ++S.next_region_id;
+	r->c = c;
+	r->f = f;
+	r->addr = (uintptr_t)mp->addr;
+	r->len = mp->len;
+	r->off = mp->offset;
+	r->writable = writable;
+	r->uffd.fd = ufd;
+	r->uffd.can_wp = true;
+	m->fds[1] = -1;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &r->h };
+
+	if (epoll_ctl(S.ep, EPOLL_CTL_ADD, ufd, &ev) < 0) {
+		ret = -errno;
+		close(ufd);
+		if (rofd >= 0)
+			close(rofd);
+		free(r);
+		if (!f->regions && !f->resident)
+			file_free(f);
+		reply_err(c, -ret, "cannot watch the userfaultfd");
+		return;
+	}
+	r->next = c->regions;
+	c->regions = r;
+	c->nregions++;
+	r->fnext = f->regions;
+	f->regions = r;
+	S.total.regions++;
+
+	struct proto_map_reply mr = { r->id, f->npages << f->pshift };
+	int sfd = writable ? f->memfd : rofd;
+
+	reply(c, PT_MAP, &mr, sizeof(mr), &sfd, 1);
+	if (rofd >= 0)
+		close(rofd);
+	ulog_info("client %u: region %llu at %#lx, %llu bytes at offset %llu of file %llx:%llu, page %llu%s",
+		  c->id, (unsigned long long)r->id, (unsigned long)r->addr, (unsigned long long)r->len,
+		  (unsigned long long)r->off, (unsigned long long)f->dev, (unsigned long long)f->ino,
+		  (unsigned long long)f->psize, writable ? ", writable" : "");
+}
+
+static struct srv_region *region_by_id(struct srv_client *c, uint64_t id)
+{
+	for (struct srv_region *r = c->regions; r; r = r->next)
+		if (r->id == id && !r->dead)
+			return r;
+	return NULL;
+}
+
+static void do_unmap(struct srv_client *c, const struct proto_msg *m)
+{
+	struct srv_region *r = region_by_id(c, m->u.ref.region_id);
+	int ret;
+
+	if (!r) {
+		reply_err(c, EINVAL, "no such region");
+		return;
+	}
+	ret = write_back_range(r->f, r->off >> r->f->pshift, (r->off + r->len) >> r->f->pshift, false, c);
+	if (ret < 0) {
+		reply_err(c, -ret, "write-back failed; the region stays mapped");
+		return;
+	}
+	region_release(r);
+	reply(c, PT_UNMAP, NULL, 0, NULL, 0);
+}
+
+static void do_flush(struct srv_client *c, const struct proto_msg *m)
+{
+	const struct proto_flush *fl = &m->u.flush;
+	struct srv_region *r = region_by_id(c, fl->region_id);
+	uint64_t s, e;
+	int ret;
+
+	if (!r) {
+		reply_err(c, EINVAL, "no such region");
+		return;
+	}
+	if (fl->offset >= r->len) {
+		reply(c, PT_FLUSH, NULL, 0, NULL, 0);
+		return;
+	}
+	s = (r->off + fl->offset) >> r->f->pshift;
+	e = fl->len > r->len - fl->offset ? r->off + r->len : r->off + fl->offset + fl->len;
+	e = (e + r->f->psize - 1) >> r->f->pshift;
+	ret = write_back_range(r->f, s, e, fl->evict, c);
+	if (ret < 0)
+		reply_err(c, -ret, "write-back failed");
+	else
+		reply(c, PT_FLUSH, NULL, 0, NULL, 0);
+}
+
+static void client_stats(const struct srv_client *c, struct proto_stats *st)
+{
+	*st = c->st;
+	st->resident_bytes = c->resident;
+	st->regions = c->nregions;
+	st->budget_bytes = S.cfg.budget;
+	st->limit_bytes = client_limit();
+	st->dirty_bytes = 0;
+	st->io_errors = S.total.io_errors;
+}
+
+static void do_status(struct srv_client *c)
+{
+	struct proto_status s;
+
+	memset(&s, 0, sizeof(s));
+	s.pid = (uint64_t)getpid();
+	s.uptime_ms = (now_ns() - S.start_ns) / 1000000;
+	s.budget = S.cfg.budget;
+	s.client_limit = client_limit();
+	s.uid_limit = S.cfg.uid_limit;
+	s.resident = S.resident;
+	s.dirty = S.dirty;
+	s.clients = S.nclients;
+	s.regions = S.total.regions;
+	for (uint32_t i = 0; i < S.nfiles; i++)
+		if (S.files[i])
+			s.files++;
+	s.max_clients = S.cfg.max_clients;
+	s.page_size_default = (uint64_t)sysconf(_SC_PAGESIZE);
+	s.total = S.total;
+	s.total.resident_bytes = S.resident;
+	s.total.dirty_bytes = S.dirty;
+	s.total.budget_bytes = S.cfg.budget;
+	reply(c, PT_STATUS, &s, sizeof(s), NULL, 0);
+}
+
+static void do_list(struct srv_client *c, bool regions)
+{
+	unsigned char *buf = malloc(PROTO_MAX_PAYLOAD);
+	struct proto_list l = { 0, 0 };
+	size_t at = sizeof(l);
+
+	if (!buf) {
+		reply_err(c, ENOMEM, "out of memory");
+		return;
+	}
+	for (uint32_t i = 1; i < S.ncl; i++) {
+		struct srv_client *o = S.cl[i];
+
+		if (!o)
+			continue;
+		if (!regions) {
+			struct proto_client_info ci = { o->id, (uint32_t)o->pid, o->uid, o->sess.role,
+							o->nregions, o->resident, client_limit(), o->st.faults,
+							o->st.fills, o->st.evictions, o->st.bytes_written };
+
+			if (l.count >= PROTO_LIST_MAX(ci))
+				break;
+			memcpy(buf + at, &ci, sizeof(ci));
+			at += sizeof(ci);
+			l.count++;
+			continue;
+		}
+		for (struct srv_region *r = o->regions; r; r = r->next) {
+			struct proto_region_info ri = { r->id, o->id, r->writable ? PROTO_MAP_WRITABLE : 0,
+							r->addr, r->len, r->off, r->f->psize, r->f->dev, r->f->ino,
+							r->f->resident << r->f->pshift, r->f->dirty << r->f->pshift };
+
+			if (l.count >= PROTO_LIST_MAX(ri))
+				break;
+			memcpy(buf + at, &ri, sizeof(ri));
+			at += sizeof(ri);
+			l.count++;
+		}
+	}
+	memcpy(buf, &l, sizeof(l));
+	reply(c, regions ? PT_REGIONS : PT_CLIENTS, buf, (uint32_t)at, NULL, 0);
+	free(buf);
+}
+
+static struct srv_client *client_by_id(uint32_t id)
+{
+	for (uint32_t i = 1; i < S.ncl; i++)
+		if (S.cl[i] && S.cl[i]->id == id)
+			return S.cl[i];
+	return NULL;
+}
+
+/* Write back (and with evict drop) every page of the files client id maps
+ * (0: of every file). */
+static int flush_target(uint32_t id, bool evict)
+{
+	struct srv_client *t = id ? client_by_id(id) : NULL;
+	int first = 0;
+
+	if (id && !t)
+		return -ESRCH;
+	for (uint32_t i = 0; i < S.nfiles; i++) {
+		struct srv_file *f = S.files[i];
+
+		if (!f)
+			continue;
+		if (t) {
+			bool mapped = false;
+
+			for (struct srv_region *r = f->regions; r; r = r->fnext)
+				mapped |= r->c == t;
+			if (!mapped)
+				continue;
+		}
+		int ret = write_back_range(f, 0, f->npages, evict, NULL);
+
+		if (ret < 0 && !first)
+			first = ret;
+		if (S.files[i] == f && !f->regions && !f->resident)
+			file_free(f);
+	}
+	return first;
+}
+
+static void do_admin(struct srv_client *c, const struct proto_msg *m)
+{
+	uint16_t t = m->hdr.type;
+	int ret = 0;
+
+	switch (t) {
+	case PT_STATUS:
+		do_status(c);
+		return;
+	case PT_CLIENTS:
+		do_list(c, false);
+		return;
+	case PT_REGIONS:
+		do_list(c, true);
+		return;
+	case PT_SET_BUDGET:
+		S.cfg.budget = m->u.budget.bytes;
+		ulog_info("budget set to %llu bytes by client %u", (unsigned long long)S.cfg.budget, c->id);
+		make_room(NULL, 0);
+		if (S.cfg.notify)
+			S.cfg.notify("STATUS=budget %llu bytes, %llu resident", (unsigned long long)S.cfg.budget,
+				     (unsigned long long)S.resident);
+		break;
+	case PT_ADMIN_FLUSH:
+	case PT_EVICT:
+		ret = flush_target(m->u.target.client_id, t == PT_EVICT);
+		break;
+	case PT_DISCONNECT: {
+		struct srv_client *v = client_by_id(m->u.target.client_id);
+
+		if (!v) {
+			ret = -ESRCH;
+			break;
+		}
+		if (v == c) {
+			ret = -EINVAL;
+			break;
+		}
+		client_close(v, "disconnected by umapctl");
+		break;
+	}
+	default:
+		ret = -ENOMSG;
+	}
+	if (ret < 0)
+		reply_err(c, -ret, t == PT_DISCONNECT || ret == -ESRCH ? "no such client" : "write-back failed");
+	else
+		reply(c, t, NULL, 0, NULL, 0);
+}
+
+static bool is_admin(uid_t uid)
+{
+	const struct dconf *dc = S.cfg.dc;
+
+	if (uid == 0 || uid == geteuid())
+		return true;
+	for (unsigned i = 0; dc && i < dc->n_admin_uids; i++)
+		if (dc->admin_uids[i] == uid)
+			return true;
+	return false;
+}
+
+/* allow_users / allow_groups: empty lists let in anyone who can open the socket. */
+static bool is_allowed(const struct ucred *cr)
+{
+	const struct dconf *dc = S.cfg.dc;
+
+	if (!dc || (!dc->n_allow_uids && !dc->n_allow_gids) || cr->uid == 0 || is_admin(cr->uid))
+		return true;
+	for (unsigned i = 0; i < dc->n_allow_uids; i++)
+		if (dc->allow_uids[i] == cr->uid)
+			return true;
+	for (unsigned i = 0; i < dc->n_allow_gids; i++)
+		if (dc->allow_gids[i] == cr->gid)
+			return true;
+	return false;
+}
+
+static void do_hello(struct srv_client *c, const struct proto_msg *m)
+{
+	const struct proto_hello *h = &m->u.hello;
+	uint16_t lo = h->min_version > PROTO_VERSION_MIN ? h->min_version : PROTO_VERSION_MIN;
+	uint16_t hi = h->max_version < PROTO_VERSION ? h->max_version : PROTO_VERSION;
+
+	if (lo > hi) {
+		reply_err(c, EPROTONOSUPPORT, "no protocol version in common");
+		return;
+	}
+	/* Administration is for root and the daemon's own user. */
+	if (h->role == PROTO_ROLE_ADMIN && !is_admin(c->uid)) {
+		reply_err(c, EPERM, "admin sessions are for root, the daemon's user and admin_users");
+		return;
+	}
+	c->sess.hello_done = true;
+	c->sess.version = hi;
+	c->sess.role = h->role;
+
+	struct proto_hello_reply hr = { hi, 0, c->id, S.cfg.budget, PROTO_FEAT_SHARED_CACHE };
+
+	reply(c, PT_HELLO, &hr, sizeof(hr), NULL, 0);
+}
+
+static void on_frame(struct srv_client *c)
+{
+	struct proto_hdr h;
+	struct proto_msg m;
+	int ret;
+
+	memcpy(&h, c->rx.hdr, sizeof(h));
+	ret = proto_session_check(&c->sess, h.type);
+	if (ret == 0)
+		ret = proto_decode(&h, c->rx.payload, c->rx.fds, c->rx.nfds, &m);
+	if (ret < 0) {
+		ulog_info("client %u: %s message refused: %s", c->id, proto_type_name(h.type), ulog_errname(-ret));
+		reply_err(c, -ret, ret == -EPROTO ? "message out of order" : ret == -EPERM ? "not permitted in this session"
+					 : ret == -ENOMSG ? "unknown message type" : "malformed message");
+		return; /* proto_rx_reset closes the descriptors */
+	}
+	/* The message owns the descriptors now; rx must not close them twice. */
+	c->rx.nfds = 0;
+	switch (h.type) {
+	case PT_HELLO:
+		do_hello(c, &m);
+		break;
+	case PT_MAP:
+		do_map(c, &m);
+		break;
+	case PT_UNMAP:
+		do_unmap(c, &m);
+		break;
+	case PT_FLUSH:
+		do_flush(c, &m);
+		break;
+	case PT_STATS: {
+		struct proto_stats st;
+
+		client_stats(c, &st);
+		reply(c, PT_STATS, &st, sizeof(st), NULL, 0);
+		break;
+	}
+	default:
+		do_admin(c, &m);
+	}
+	proto_close_fds(m.fds, m.nfds); /* those the handler did not take */
+}
+
+static void on_client(struct srv_client *c, uint32_t events)
+{
+	for (int frames = 0; frames < 64 && !c->dead; frames++) {
+		int ret = proto_rx_step(c->sock, &c->rx);
+
+		if (ret == 0)
+			break;
+		if (ret < 0) {
+			if (ret == -EPROTO || ret == -EMSGSIZE || ret == -EPROTONOSUPPORT || ret == -EINVAL ||
+			    ret == -EBADMSG) {
+				/* Cannot find the next frame after a bad header: answer, then drop. */
+				reply_err(c, -ret, "bad frame header; disconnecting");
+			}
+			client_close(c, ret == -EPIPE ? "closed" : ret == -ECONNRESET ? "closed inside a frame" : ulog_errname(-ret));
+			return;
+		}
+		on_frame(c);
+		if (!c->dead)
+			proto_rx_reset(&c->rx);
+	}
+	if (!c->dead && (events & (EPOLLHUP | EPOLLERR)) && !(events & EPOLLIN))
+		client_close(c, "hung up");
+}
+
+static void on_accept(void)
+{
+	for (;;) {
+		int s = accept4(S.lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct ucred cr;
+		socklen_t crl = sizeof(cr);
+		struct srv_client *c;
+		uint32_t slot;
+
+		if (s < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				ulog_warn("accept: %s", ulog_errname(errno));
+			return;
+		}
+		if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &crl) < 0) {
+			close(s);
+			continue;
+		}
+		if (!is_allowed(&cr)) {
+			ulog_info("refusing pid %d uid %u: not in allow_users/allow_groups", (int)cr.pid, (unsigned)cr.uid);
+			proto_send_error(s, PROTO_VERSION, 0, EACCES, "not allowed to use this daemon", true);
+			close(s);
+			continue;
+		}
+		if (S.nclients >= S.cfg.max_clients) {
+			proto_send_error(s, PROTO_VERSION, 0, EUSERS, "too many clients", true);
+			close(s);
+			continue;
+		}
+		for (slot = 1; slot < S.ncl && S.cl[slot]; slot++)
+			;
+		if (slot == S.ncl) {
+			struct srv_client **n = realloc(S.cl, (S.ncl + 16) * sizeof(*n));
+
+			if (!n) {
+				close(s);
+				continue;
+			}
+			memset(n + S.ncl, 0, 16 * sizeof(*n));
+			S.cl = n;
+			S.ncl += 16;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			close(s);
+			continue;
+		}
+		c->h.kind = H_CLIENT;
+		c->slot = slot;
+		c->id = ++S.next_client_id;
+		c->sock = s;
+		c->pid = cr.pid;
+		c->uid = cr.uid;
+		proto_rx_init(&c->rx);
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = &c->h };
+
+		if (epoll_ctl(S.ep, EPOLL_CTL_ADD, s, &ev) < 0) {
+			close(s);
+			free(c);
+			continue;
+		}
+		S.cl[slot] = c;
+		S.nclients++;
+		ulog_info("client %u connected: pid %d uid %u", c->id, (int)cr.pid, (unsigned)cr.uid);
+	}
+}
+
+static void free_zombies(void)
+{
+	while (S.zr) {
+		struct srv_region *r = S.zr;
+
+		S.zr = r->znext;
+		free(r);
+	}
+	while (S.zc) {
+		struct srv_client *c = S.zc;
+
+		S.zc = c->znext;
+		free(c->q);
+		free(c);
+	}
+}
+
+/* ---------------------------------------------------------------- setup */
+
+static int listen_socket(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char dir[sizeof(sa.sun_path)];
+	int s;
+
+	if (S.cfg.listen_fd >= 0) {
+		int fl = fcntl(S.cfg.listen_fd, F_GETFL);
+
+		if (fl < 0 || fcntl(S.cfg.listen_fd, F_SETFL, fl | O_NONBLOCK) < 0)
+			return -errno;
+		return S.cfg.listen_fd;
+	}
+	if (strlen(S.cfg.socket_path) >= sizeof(sa.sun_path) || !S.cfg.socket_path[0])
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, S.cfg.socket_path);
+	strcpy(dir, S.cfg.socket_path);
+	char *slash = strrchr(dir, '/');
+
+	if (slash && slash != dir) {
+		*slash = 0;
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+			ulog_warn("mkdir %s: %s", dir, ulog_errname(errno));
+	}
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	if (bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int t;
+
+		if (errno != EADDRINUSE)
+			goto fail;
+		/* A socket left by a daemon that died: take it over if nobody answers. */
+		t = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (t >= 0 && connect(t, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			close(t);
+			close(s);
+			ulog_error("%s: another umapd is listening there", S.cfg.socket_path);
+			return -EADDRINUSE;
+		}
+		if (t >= 0)
+			close(t);
+		unlink(S.cfg.socket_path);
+		if (bind(s, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			goto fail;
+	}
+	/* By default any local user may be a client; limits apply per uid. */
+	if (chmod(S.cfg.socket_path, S.cfg.dc ? S.cfg.dc->socket_mode : 0666) < 0)
+		ulog_warn("chmod %s: %s", S.cfg.socket_path, ulog_errname(errno));
+	if (S.cfg.dc && S.cfg.dc->socket_gid >= 0 && chown(S.cfg.socket_path, (uid_t)-1, (gid_t)S.cfg.dc->socket_gid) < 0)
+		ulog_warn("chown %s: %s", S.cfg.socket_path, ulog_errname(errno));
+	if (listen(s, 128) < 0)
+		goto fail;
+	return s;
+fail: {
+	int e = errno;
+
+	close(s);
+	return -e;
+}
+}
+
+static void shutdown_all(void)
+{
+	notify("STOPPING=1");
+	/* Write everything back; clients see the socket close and take over
+	 * their own faults (docs/daemon-protocol.md). */
+	int ret = flush_target(0, false);
+
+	if (ret < 0)
+		ulog_error("write-back at shutdown failed: %s", ulog_errname(-ret));
+	for (uint32_t i = 1; i < S.ncl; i++)
+		if (S.cl[i])
+			client_close(S.cl[i], "daemon stopping");
+	for (uint32_t i = 0; i < S.nfiles; i++)
+		if (S.files[i])
+			file_drain(S.files[i]);
+	free_zombies();
+}
+
+int srv_run(const struct srv_config *cfg)
+{
+	sigset_t ss;
+	int ret;
+
+	S.cfg = *cfg;
+	S.start_ns = now_ns();
+	S.lfd = S.sfd = S.ep = -1;
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&ss);
+	sigaddset(&ss, SIGTERM);
+	sigaddset(&ss, SIGINT);
+	sigaddset(&ss, SIGHUP);
+	sigprocmask(SIG_BLOCK, &ss, NULL);
+	S.sfd = signalfd(-1, &ss, SFD_NONBLOCK | SFD_CLOEXEC);
+	S.ep = epoll_create1(EPOLL_CLOEXEC);
+	S.cl = calloc(16, sizeof(*S.cl));
+	S.ncl = 16;
+	if (S.sfd < 0 || S.ep < 0 || !S.cl) {
+		ulog_error("cannot set up the event loop: %s", ulog_errname(errno));
+		return 1;
+	}
+	S.cl[SRV_ORPHAN] = calloc(1, sizeof(struct srv_client));
+	if (!S.cl[SRV_ORPHAN])
+		return 1;
+	S.cl[SRV_ORPHAN]->slot = SRV_ORPHAN;
+	S.cl[SRV_ORPHAN]->sock = -1;
+	ret = listen_socket();
+	if (ret < 0) {
+		ulog_error("cannot listen on %s: %s", S.cfg.socket_path, ulog_errname(-ret));
+		return 1;
+	}
+	S.lfd = ret;
+	S.hl.kind = H_LISTEN;
+	S.hs.kind = H_SIGNAL;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &S.hl };
+
+	epoll_ctl(S.ep, EPOLL_CTL_ADD, S.lfd, &ev);
+	ev.data.ptr = &S.hs;
+	epoll_ctl(S.ep, EPOLL_CTL_ADD, S.sfd, &ev);
+
+	ulog_info("listening on %s, budget %llu bytes", cfg->listen_fd >= 0 ? "a socket from systemd" : S.cfg.socket_path,
+		  (unsigned long long)S.cfg.budget);
+	notify("READY=1");
+	if (S.cfg.notify)
+		S.cfg.notify("STATUS=serving, budget %llu bytes", (unsigned long long)S.cfg.budget);
+
+	/* Ping the watchdog at half its period; otherwise wake once a second
+	 * to retry write-backs of orphaned pages. */
+	int tick_ms = 1000;
+	uint64_t last_tick = now_ns();
+
+	if (S.cfg.watchdog_usec && S.cfg.watchdog_usec / 2000 < (uint64_t)tick_ms)
+		tick_ms = (int)(S.cfg.watchdog_usec / 2000) ? (int)(S.cfg.watchdog_usec / 2000) : 1;
+	while (!S.stop) {
+		struct epoll_event evs[64];
+		int n = epoll_wait(S.ep, evs, 64, tick_ms);
+
+		if (n < 0 && errno != EINTR) {
+			ulog_error("epoll_wait: %s", ulog_errname(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			struct handle *h = evs[i].data.ptr;
+
+			switch (h->kind) {
+			case H_LISTEN:
+				on_accept();
+				break;
+			case H_SIGNAL: {
+				struct signalfd_siginfo si;
+
+				while (read(S.sfd, &si, sizeof(si)) == sizeof(si))
+					if (si.ssi_signo != SIGHUP)
+						S.stop = true;
+				break;
+			}
+			case H_CLIENT: {
+				struct srv_client *c = (struct srv_client *)h;
+
+				if (!c->dead)
+					on_client(c, evs[i].events);
+				break;
+			}
+			case H_UFFD: {
+				struct srv_region *r = (struct srv_region *)h;
+
+				if (!r->dead)
+					on_uffd(r);
+				break;
+			}
+			}
+		}
+		free_zombies();
+		if (now_ns() - last_tick >= (uint64_t)tick_ms * 1000000ull) {
+			last_tick = now_ns();
+			if (S.cfg.watchdog_usec)
+				notify("WATCHDOG=1");
+			if (S.cl[SRV_ORPHAN]->resident)
+				while (evict_from(S.cl[SRV_ORPHAN], NULL))
+					;
+		}
+	}
+	shutdown_all();
+	close(S.lfd);
+	if (cfg->listen_fd < 0)
+		unlink(S.cfg.socket_path);
+	ulog_info("stopped");
+	return 0;
+}
