@@ -421,7 +421,8 @@ static int set_key(struct dconf *c, const struct key *k, const char *v, char *wh
 				    quote(v, q, sizeof(q)));
 				return -EINVAL;
 			}
-			x = phys_mem() / 100 * pct;
+			uint64_t mem = phys_mem();
+			x = mem / 100 * pct + mem % 100 * pct / 100; /* floor(mem * pct / 100) without overflow */
 			x -= x % sys_page();
 		} else if (dconf_parse_size(v, &x) != 0) {
 			say(why, whylen, "%s: expected a size (bytes, or with a K/M/G/T suffix) or N%% of memory, got '%s'",

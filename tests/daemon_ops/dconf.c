@@ -436,8 +436,67 @@ static void logging(void)
 	nchecks += 6;
 }
 
-int main(void)
+/*
+ * systemd/umapd.conf, the installed sample: it loads as it is; with every
+ * "#key = value" line uncommented it still loads and gives exactly the
+ * defaults (so the values it documents are the real ones); and it mentions
+ * every key.
+ */
+static int sample(const char *path)
 {
+	char why[512], a[2048], b[2048];
+	struct dconf c, def;
+
+	t_init("sample_conf", 60);
+	unsetenv("UMAPD_SOCKET");
+	t_step("the sample as installed");
+	load_ok(&c, ARGS("--config", path));
+
+	t_step("the sample uncommented");
+	FILE *f = fopen(path, "r");
+	T_CHECK(f != NULL, "open %s: %s", path, strerror(errno));
+	static char text[1 << 16];
+	size_t len = 0;
+	char line[4096];
+	unsigned mentioned = 0;
+	while (fgets(line, sizeof(line), f)) {
+		const char *l = line;
+		size_t klen = 0;
+		if (line[0] == '#') {
+			klen = strspn(line + 1, "abcdefghijklmnopqrstuvwxyz_");
+			if (klen && strncmp(line + 1 + klen, " =", 2) == 0) {
+				l = line + 1; /* "#key = value": a documented setting */
+				for (int i = 0; dconf_keys[i]; i++)
+					if (strlen(dconf_keys[i]) == klen && strncmp(dconf_keys[i], l, klen) == 0)
+						mentioned |= 1u << i;
+			}
+		}
+		size_t n = strlen(l);
+		T_CHECK(len + n < sizeof(text), "%s is too long for this test", path);
+		memcpy(text + len, l, n);
+		len += n;
+	}
+	fclose(f);
+	for (int i = 0; dconf_keys[i]; i++)
+		T_CHECK(mentioned & (1u << i), "%s does not document '%s' as '#%s = <default>'", path, dconf_keys[i],
+			dconf_keys[i]);
+	dconf_defaults(&def);
+	dconf_defaults(&c);
+	T_CHECK(dconf_parse_text(&c, text, len, "uncommented sample", why, sizeof(why)) == 0, "%s", why);
+	for (int i = 0; dconf_keys[i]; i++) {
+		dconf_get(&c, dconf_keys[i], a, sizeof(a));
+		dconf_get(&def, dconf_keys[i], b, sizeof(b));
+		T_CHECK(strcmp(a, b) == 0, "the sample documents %s as \"%s\", the default is \"%s\"", dconf_keys[i], a,
+			b);
+		nchecks++;
+	}
+	t_pass("%d keys documented in %s with their real defaults", nchecks, path);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "sample") == 0)
+		return sample(argv[2]);
 	t_init("dconf", 60);
 	T_CHECK(mkdtemp(dir) != NULL, "mkdtemp: %s", strerror(errno));
 	snprintf(conf, sizeof(conf), "%s/umapd.conf", dir);
