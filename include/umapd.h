@@ -273,6 +273,25 @@ void *umapd_calloc(size_t n, size_t size);
 void *umapd_realloc(void *p, size_t size);
 void umapd_free(void *p);
 
+/*
+ * Daemon mode (docs/daemon-protocol.md): connect this process to the umapd
+ * daemon at socket_path (NULL: $UMAPD_SOCKET, else /run/umapd/umapd.sock).
+ * Afterwards umapd_map() of a file is served by the daemon: one budget and
+ * one shared copy of each file for every process on the node; umapd_unmap,
+ * umapd_flush and umapd_evict work on those regions as on in-process ones
+ * (UMAPD_GROWABLE is not supported there: ENOTSUP).  Setting UMAPD_SOCKET in
+ * the environment connects at the first umapd_map() of a file without this
+ * call (if the daemon cannot be reached then, regions are paged in-process,
+ * with a log line).  If the daemon dies, this process serves its daemon
+ * regions' faults itself from then on, and its later maps are in-process.
+ * Idempotent.
+ * Errors: ENOENT/ECONNREFUSED (no daemon listening there), EACCES (not
+ * permitted), ENAMETOOLONG, EPROTONOSUPPORT (no common protocol version),
+ * ENOTSUP (this kernel's userfaultfd lacks minor faults or write protection
+ * on shared memory), EPERM (userfaultfd not permitted), ENOMEM, EMFILE.
+ */
+int umapd_connect(const char *socket_path);
+
 /* Process-wide statistics (live regions plus ones already unmapped). Errors: EFAULT. */
 int umapd_stats(struct umapd_stats *out);
 

@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "client/client.h"
 #include "engine/engine.h"
 #include "umapd.h"
 #include "umapd_store.h"
@@ -266,6 +267,13 @@ fail:
 API void *umapd_map(void *addr, size_t length, int prot, int flags, int fd, off_t offset,
 		    const struct umapd_region_opts *opts)
 {
+	if (cl_wanted()) { /* daemon mode (lib/client) */
+		int err;
+		void *p = cl_map(addr, length, prot, flags, fd, offset, opts, &err);
+
+		if (p || err != -ENOTCONN)
+			return p ? p : (errno = -err, NULL);
+	}
 	if (eng.started)
 		zombies_free(zombies_collect(0));
 
@@ -419,6 +427,9 @@ API int umapd_unmap(void *addr)
 	struct eng_region *r;
 	int ret;
 
+	ret = cl_unmap(addr); /* a daemon region? */
+	if (ret != -ENOENT)
+		return ret < 0 ? fail(ret) : 0;
 	if (!addr || !eng.started)
 		return fail(-EINVAL);
 	/* If the application munmap()ed the region, its UNMAP event has been
@@ -549,16 +560,20 @@ static int do_advice(struct eng_region *r, uint64_t first, uint64_t end, void *a
 API int umapd_flush(void *addr, size_t length)
 {
 	bool evict = false;
+	int cr = cl_range(addr, length, evict); /* daemon regions in the range */
 	int ret = for_regions(addr, length, do_writeback, &evict);
 
+	ret = cr < 0 ? cr : cr > 0 && ret == -ENOMEM ? 0 : ret;
 	return ret < 0 ? fail(ret) : 0;
 }
 
 API int umapd_evict(void *addr, size_t length)
 {
 	bool evict = true;
+	int cr = cl_range(addr, length, evict);
 	int ret = for_regions(addr, length, do_writeback, &evict);
 
+	ret = cr < 0 ? cr : cr > 0 && ret == -ENOMEM ? 0 : ret;
 	return ret < 0 ? fail(ret) : 0;
 }
 

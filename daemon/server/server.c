@@ -35,6 +35,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -106,6 +107,7 @@ struct srv_client {
 	int sock;
 	pid_t pid;
 	uid_t uid;
+	gid_t gid;
 	bool dead;
 	struct proto_session sess;
 	struct proto_rx rx;
@@ -927,10 +929,31 @@ static bool is_uffd(int fd)
 	return strcmp(link, "anon_inode:[userfaultfd]") == 0;
 }
 
+/*
+ * Could client c write the file open on fd?  Its uid (root: yes unless the
+ * file system is read-only), the owner's or the group's write bit for its
+ * uid and primary gid (SO_PEERCRED has no supplementary groups, so this can
+ * only say no where the kernel would say yes), or the others' bit.
+ */
+static bool may_write(const struct srv_client *c, int fd, const struct stat *st)
+{
+	struct statvfs vfs;
+
+	if (fstatvfs(fd, &vfs) == 0 && (vfs.f_flag & ST_RDONLY))
+		return false;
+	if (c->uid == 0)
+		return true;
+	if (st->st_uid == c->uid)
+		return st->st_mode & S_IWUSR;
+	if (st->st_gid == c->gid)
+		return st->st_mode & S_IWGRP;
+	return st->st_mode & S_IWOTH;
+}
+
 static void do_map(struct srv_client *c, struct proto_msg *m)
 {
 	const struct proto_map *mp = &m->u.map;
-	int bfd = m->fds[0], ufd = m->fds[1], acc, ret, rofd = -1;
+	int bfd = m->fds[0], ufd = m->fds[1], acc, ret;
 	bool writable = mp->flags & PROTO_MAP_WRITABLE;
 	struct srv_file *f;
 	struct srv_region *r;
@@ -943,6 +966,14 @@ static void do_map(struct srv_client *c, struct proto_msg *m)
 	acc = fcntl(bfd, F_GETFL);
 	if (acc < 0 || (acc & O_ACCMODE) == O_WRONLY || (writable && (acc & O_ACCMODE) != O_RDWR)) {
 		reply_err(c, EACCES, "the backing descriptor is not open for reading (and writing, for a writable region)");
+		return;
+	}
+	/* The kernel registers only mappings that may be written (VM_MAYWRITE),
+	 * so every client gets a writable descriptor of the shared memfd, and
+	 * could write the shared cache with it.  Only clients that could write
+	 * the file itself get one. */
+	if (!writable && !may_write(c, bfd, &st)) {
+		reply_err(c, EACCES, "a read-only client shares the cache only of a file it could write; page it in-process");
 		return;
 	}
 	if (!is_uffd(ufd)) {
@@ -997,22 +1028,6 @@ static void do_map(struct srv_client *c, struct proto_msg *m)
 		reply_err(c, -ret, "cannot size the memfd");
 		return;
 	}
-	if (!writable) {
-		/* A read-only client gets a read-only descriptor of the memfd: it
-		 * cannot write the shared cache behind the daemon's back. */
-		char path[64];
-
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", f->memfd);
-		rofd = open(path, O_RDONLY | O_CLOEXEC);
-		if (rofd < 0) {
-			ret = -errno;
-			free(r);
-			if (!f->regions && !f->resident)
-				file_free(f);
-			reply_err(c, -ret, "cannot reopen the memfd read-only");
-			return;
-		}
-	}
 	r->h.kind = H_UFFD;
 	r->id = ++S.next_region_id;
 	r->c = c;
@@ -1029,8 +1044,6 @@ static void do_map(struct srv_client *c, struct proto_msg *m)
 	if (epoll_ctl(S.ep, EPOLL_CTL_ADD, ufd, &ev) < 0) {
 		ret = -errno;
 		close(ufd);
-		if (rofd >= 0)
-			close(rofd);
 		free(r);
 		if (!f->regions && !f->resident)
 			file_free(f);
@@ -1045,11 +1058,7 @@ static void do_map(struct srv_client *c, struct proto_msg *m)
 	S.total.regions++;
 
 	struct proto_map_reply mr = { r->id, f->npages << f->pshift };
-	int sfd = writable ? f->memfd : rofd;
-
-	reply(c, PT_MAP, &mr, sizeof(mr), &sfd, 1);
-	if (rofd >= 0)
-		close(rofd);
+	reply(c, PT_MAP, &mr, sizeof(mr), &f->memfd, 1);
 	ulog_info("client %u: region %llu at %#lx, %llu bytes at offset %llu of file %llx:%llu, page %llu%s",
 		  c->id, (unsigned long long)r->id, (unsigned long)r->addr, (unsigned long long)r->len,
 		  (unsigned long long)r->off, (unsigned long long)f->dev, (unsigned long long)f->ino,
@@ -1451,6 +1460,7 @@ static void on_accept(void)
 		c->sock = s;
 		c->pid = cr.pid;
 		c->uid = cr.uid;
+		c->gid = cr.gid;
 		proto_rx_init(&c->rx);
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.ptr = &c->h };
 
