@@ -66,6 +66,16 @@ int main(int argc, char **argv)
 	if (sort_parallel(keys, n, o.threads) != 0)
 		return ex_die(&o, path, "sort_parallel");
 	double t2 = sort_now();
+	/* What the pager did during the sort (before the unmap's write-back). */
+	struct umapd_stats st;
+	if (!o.use_mmap && umapd_region_stats(keys, &st) == 0)
+		printf("umapd-sort: %llu faults (%llu read, %llu write, %llu first writes), %llu pages read"
+		       " (%llu ahead, %llu used), %llu evicted (%llu written back)\n",
+		       (unsigned long long)st.faults, (unsigned long long)st.read_faults,
+		       (unsigned long long)st.write_faults, (unsigned long long)st.wp_faults,
+		       (unsigned long long)st.fills, (unsigned long long)st.readahead_pages,
+		       (unsigned long long)st.readahead_hits, (unsigned long long)st.evictions,
+		       (unsigned long long)st.dirty_evictions);
 	/* Unmapping writes the dirty keys back: part of the sort's cost. */
 	if (o.use_mmap) {
 		if (msync(keys, n * 8, MS_SYNC) != 0 || munmap(keys, n * 8) != 0)
