@@ -68,7 +68,7 @@ static struct {
 	uint16_t version;
 	uint64_t seq;
 	atomic_bool takeover;
-	bool lazy_failed;
+	atomic_bool lazy_failed;
 	pthread_t thr;
 	bool thr_started;
 	struct cl_region *regions;
@@ -278,6 +278,8 @@ static int rpc(uint16_t type, const void *p, uint32_t len, const int *fds, int n
 	if (ret == 1) {
 		memcpy(&h, rx.hdr, sizeof(h));
 		ret = proto_decode(&h, rx.payload, rx.fds, rx.nfds, out);
+		if (ret == 0 && h.type == (PT_HELLO | PT_REPLY))
+			C.version = out->u.hello_reply.version; /* under C.rpc, as every use */
 		if (ret == 0 && h.seq != C.seq)
 			ret = -EPROTO;
 		if (ret == 0 && h.type == PT_ERROR)
@@ -345,11 +347,11 @@ int cl_connect(const char *path)
 	}
 	C.sock = s;
 	C.pid = getpid();
-	C.version = 0;
 	pthread_mutex_unlock(&C.lock);
+	pthread_mutex_lock(&C.rpc);
+	C.version = 0;
+	pthread_mutex_unlock(&C.rpc);
 	ret = rpc(PT_HELLO, &hello, sizeof(hello), NULL, 0, &m, NULL);
-	if (ret == 0)
-		C.version = m.u.hello_reply.version;
 	pthread_mutex_lock(&C.lock);
 	if (ret == 0 && C.uffd.fd < 0)
 		ret = uffd_open(&C.uffd,
@@ -393,11 +395,11 @@ bool cl_wanted(void)
 	if (want)
 		return true;
 	e = getenv("UMAPD_SOCKET");
-	if (!e || !*e || C.lazy_failed || (atomic_load(&C.takeover) && C.pid == getpid()))
+	if (!e || !*e || atomic_load(&C.lazy_failed) || (atomic_load(&C.takeover) && C.pid == getpid()))
 		return false;
 	ret = cl_connect(NULL);
 	if (ret < 0) {
-		C.lazy_failed = true;
+		atomic_store(&C.lazy_failed, true);
 		ulog_warn("UMAPD_SOCKET=%s: cannot use the daemon (%s); paging in-process instead", e,
 			  ulog_errname(-ret));
 		return false;
@@ -647,15 +649,20 @@ __attribute__((constructor)) static void cl_init(void)
 /* At exit, as for in-process regions: the data reaches the file. */
 __attribute__((destructor)) static void cl_flush_at_exit(void)
 {
-	struct cl_region *r;
+	struct cl_region *v[256];
+	int n = 0;
 
-	if (C.pid != getpid())
-		return;
-	for (r = C.regions; r; r = r->next) {
-		int ret = region_sync(r, 0, r->len, false);
+	pthread_mutex_lock(&C.lock);
+	if (C.pid == getpid())
+		for (struct cl_region *r = C.regions; r && n < 256; r = r->next)
+			v[n++] = r;
+	pthread_mutex_unlock(&C.lock);
+	/* Regions are freed only by cl_unmap, which nobody calls during exit. */
+	for (int i = 0; i < n; i++) {
+		int ret = region_sync(v[i], 0, v[i]->len, false);
 
 		if (ret < 0)
-			ulog_error("daemon region %p: write-back at exit failed: %s", (void *)r->addr,
+			ulog_error("daemon region %p: write-back at exit failed: %s", (void *)v[i]->addr,
 				   ulog_errname(-ret));
 	}
 }
