@@ -101,7 +101,7 @@ int main(int argc, char **argv)
 {
 	struct dt_daemon d;
 	struct proto_status st;
-	char path[256], w[16], r[16], *out = malloc(1 << 16);
+	char path[256], w[16], r[16], *out;
 	size_t len = t_scaled(8 << 20, 1 << 20);
 	int up[2], down[2];
 	pid_t pids[NREADERS];
@@ -110,6 +110,7 @@ int main(int argc, char **argv)
 	if (argc == 5 && strcmp(argv[1], "reader") == 0)
 		return reader(argv[2], atoi(argv[3]), atoi(argv[4]));
 	t_init("daemon.shared", 120);
+	out = malloc(1 << 16);
 	dt_daemon_start(&d, "64M", NULL);
 	dt_tmpfile(path, len, 1);
 	if (pipe(up) < 0 || pipe(down) < 0)
