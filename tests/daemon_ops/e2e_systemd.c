@@ -91,6 +91,7 @@ struct run {
 	bool bad_listen_fds;
 	const char *extra_arg; /* one more option, e.g. a bad one */
 	int lsock, nsock, errfd;
+	int keep_lsock; /* >= 0: systemd's socket from an earlier run, kept */
 	char sock_path[256], notify_path[256], own_path[256], err_path[256];
 };
 
@@ -102,9 +103,13 @@ static void start(struct run *r, uint64_t watchdog_usec)
 	snprintf(r->own_path, sizeof(r->own_path), "%s/not-used.sock", dir);
 	snprintf(r->err_path, sizeof(r->err_path), "%s/stderr", dir);
 	unlink(r->own_path);
-	r->lsock = unix_socket(SOCK_STREAM, r->sock_path);
-	T_CHECK(listen(r->lsock, 16) == 0, "listen: %s", strerror(errno));
-	chmod(r->sock_path, 0666);
+	if (r->keep_lsock >= 0) {
+		r->lsock = r->keep_lsock;
+	} else {
+		r->lsock = unix_socket(SOCK_STREAM, r->sock_path);
+		T_CHECK(listen(r->lsock, 16) == 0, "listen: %s", strerror(errno));
+		chmod(r->sock_path, 0666);
+	}
 	r->nsock = unix_socket(SOCK_DGRAM, r->notify_path);
 	int one = 1;
 	T_CHECK(setsockopt(r->nsock, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) == 0, "SO_PASSCRED: %s",
@@ -189,8 +194,8 @@ static void recv_all(int s, void *buf, size_t len)
 	}
 }
 
-/* HELLO with role; returns the connected socket. */
-static int hello(struct run *r, uint32_t role, struct proto_hello_reply *rep)
+/* Connect and send HELLO with role, without waiting for the answer. */
+static int hello_send(struct run *r, uint32_t role)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -207,17 +212,75 @@ static int hello(struct run *r, uint32_t role, struct proto_hello_reply *rep)
 				    .len = sizeof(req.b), .seq = 41 };
 	req.b = (struct proto_hello){ .min_version = PROTO_VERSION_MIN, .max_version = PROTO_VERSION, .role = role };
 	send_all(s, &req, sizeof(req));
+	return s;
+}
+
+static void hello_recv(int s, struct proto_hello_reply *rep)
+{
 	struct proto_hdr h;
 	recv_all(s, &h, sizeof(h));
 	T_CHECK(h.magic == PROTO_MAGIC && h.type == (PT_HELLO | PT_REPLY) && h.seq == 41 && h.len == sizeof(*rep),
 		"HELLO answered with type %#x seq %llu len %u", h.type, (unsigned long long)h.seq, h.len);
 	recv_all(s, rep, sizeof(*rep));
+}
+
+/* HELLO with role; returns the connected socket. */
+static int hello(struct run *r, uint32_t role, struct proto_hello_reply *rep)
+{
+	int s = hello_send(r, role);
+	hello_recv(s, rep);
 	return s;
+}
+
+/* Wait for READY=1 from the daemon, checking every sender; true if a
+ * STATUS= line came with or before it. */
+static bool wait_ready(struct run *r, int wait_ms)
+{
+	char buf[4096];
+	pid_t sender;
+	bool ready = false, status = false;
+	while (!ready) {
+		int n = recv_notify(r->nsock, buf, sizeof(buf), wait_ms, &sender);
+		if (n < 0) {
+			int st;
+			if (waitpid(daemon_pid, &st, WNOHANG) == daemon_pid) {
+				daemon_pid = -1;
+				t_fail("the daemon exited (%s) before READY=1; its stderr: %s", t_wait_str(st), read_stderr(r));
+			}
+			t_fail("no READY=1 within %d ms; stderr: %s", wait_ms, read_stderr(r));
+		}
+		T_CHECK(sender == daemon_pid, "notification \"%s\" from pid %d, not the main pid %d (NotifyAccess=main)",
+			buf, (int)sender, (int)daemon_pid);
+		ready |= strstr(buf, "READY=1") != NULL;
+		status |= strncmp(buf, "STATUS=", 7) == 0 || strstr(buf, "\nSTATUS=") != NULL;
+		T_CHECK(!strstr(buf, "STOPPING=1"), "STOPPING=1 before READY=1: \"%s\"", buf);
+	}
+	return status;
+}
+
+/* SIGTERM: STOPPING=1, then exit 0. */
+static void stop(struct run *r, int wait_ms)
+{
+	char buf[4096];
+	pid_t sender;
+	T_CHECK(kill(daemon_pid, SIGTERM) == 0, "kill: %s", strerror(errno));
+	bool stopping = false;
+	while (!stopping) {
+		int n = recv_notify(r->nsock, buf, sizeof(buf), wait_ms, &sender);
+		T_CHECK(n >= 0, "no STOPPING=1 within %d ms of SIGTERM; stderr: %s", wait_ms, read_stderr(r));
+		stopping = strstr(buf, "STOPPING=1") != NULL;
+	}
+	int wst;
+	t_step("wait for the daemon to exit after STOPPING=1");
+	T_CHECK(waitpid(daemon_pid, &wst, 0) == daemon_pid, "waitpid: %s", strerror(errno));
+	daemon_pid = -1;
+	T_CHECK(WIFEXITED(wst) && WEXITSTATUS(wst) == 0, "the daemon ended with %s after SIGTERM; stderr: %s",
+		t_wait_str(wst), read_stderr(r));
 }
 
 static void e2e(bool as_nobody)
 {
-	struct run r = { .as_nobody = as_nobody };
+	struct run r = { .as_nobody = as_nobody, .keep_lsock = -1 };
 	const uint64_t wd_usec = 600000; /* pings due every 300 ms */
 	char buf[4096];
 	pid_t sender;
@@ -228,25 +291,7 @@ static void e2e(bool as_nobody)
 	int wait_ms = (int)(15000 * t_time_scale());
 
 	/* READY=1 first (STATUS= may ride along or follow). */
-	bool ready = false, status = false;
-	int msgs = 0;
-	while (!ready) {
-		n = recv_notify(r.nsock, buf, sizeof(buf), wait_ms, &sender);
-		if (n < 0) {
-			int st;
-			if (waitpid(daemon_pid, &st, WNOHANG) == daemon_pid) {
-				daemon_pid = -1;
-				t_fail("the daemon exited (%s) before READY=1; its stderr: %s", t_wait_str(st), read_stderr(&r));
-			}
-			t_fail("no READY=1 within %d ms; stderr: %s", wait_ms, read_stderr(&r));
-		}
-		msgs++;
-		T_CHECK(sender == daemon_pid, "notification \"%s\" from pid %d, not the main pid %d (NotifyAccess=main)",
-			buf, (int)sender, (int)daemon_pid);
-		ready |= strstr(buf, "READY=1") != NULL;
-		status |= strncmp(buf, "STATUS=", 7) == 0 || strstr(buf, "\nSTATUS=") != NULL;
-		T_CHECK(!strstr(buf, "STOPPING=1"), "STOPPING=1 before READY=1: \"%s\"", buf);
-	}
+	bool status = wait_ready(&r, wait_ms);
 	nchecks++;
 
 	t_step("a client and an admin session through the passed socket");
@@ -302,20 +347,35 @@ static void e2e(bool as_nobody)
 	nchecks += 3;
 
 	t_step("SIGTERM: STOPPING=1 and a clean exit");
-	T_CHECK(kill(daemon_pid, SIGTERM) == 0, "kill: %s", strerror(errno));
-	bool stopping = false;
-	while (!stopping) {
-		n = recv_notify(r.nsock, buf, sizeof(buf), wait_ms, &sender);
-		T_CHECK(n >= 0, "no STOPPING=1 within %d ms of SIGTERM; stderr: %s", wait_ms, read_stderr(&r));
-		stopping = strstr(buf, "STOPPING=1") != NULL;
-	}
-	int wst;
-	t_step("wait for the daemon to exit after STOPPING=1");
-	T_CHECK(waitpid(daemon_pid, &wst, 0) == daemon_pid, "waitpid: %s", strerror(errno));
-	daemon_pid = -1;
-	T_CHECK(WIFEXITED(wst) && WEXITSTATUS(wst) == 0, "the daemon ended with %s after SIGTERM; stderr: %s",
-		t_wait_str(wst), read_stderr(&r));
+	stop(&r, wait_ms);
 	nchecks += 2;
+
+	/* The socket is systemd's: the daemon must leave it in place and
+	 * listening, so that clients arriving while it restarts wait in the
+	 * backlog and are served by the next instance. */
+	t_step("restart on the same socket: a client queued meanwhile is served");
+	struct stat sst2;
+	T_CHECK(stat(r.sock_path, &sst2) == 0 && S_ISSOCK(sst2.st_mode),
+		"the daemon removed systemd's socket %s when it stopped", r.sock_path);
+	int queued = hello_send(&r, PROTO_ROLE_CLIENT);
+	if (!as_nobody) {
+		struct run r2 = { .keep_lsock = r.lsock };
+		close(r.nsock);
+		close(r.errfd);
+		start(&r2, 0);
+		wait_ready(&r2, wait_ms);
+		hello_recv(queued, &rep);
+		T_CHECK(rep.budget == 64ull << 20, "queued client's HELLO answered with budget %llu",
+			(unsigned long long)rep.budget);
+		close(queued);
+		stop(&r2, wait_ms);
+		/* Check the first run's log below; the second's is checked the same way. */
+		r.nsock = r2.nsock;
+		r.errfd = r2.errfd;
+		nchecks += 2;
+	} else {
+		close(queued);
+	}
 
 	/* Every line on stderr is prefixed for journald: JOURNAL_STREAM named it. */
 	t_step("syslog priority prefixes on stderr");
@@ -337,7 +397,7 @@ static void e2e(bool as_nobody)
 
 static void refusal(const char *what, bool bad_listen_fds, const char *extra, const char *want_err)
 {
-	struct run r = { .bad_listen_fds = bad_listen_fds, .extra_arg = extra };
+	struct run r = { .bad_listen_fds = bad_listen_fds, .extra_arg = extra, .keep_lsock = -1 };
 	char buf[1024];
 	pid_t sender;
 	int st;
