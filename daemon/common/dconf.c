@@ -878,7 +878,9 @@ int dconf_load(struct dconf *c, int argc, char **argv, char *why, size_t whylen)
 		}
 		seen |= bit;
 		if (dconf_set(c, k->name, val, sub, sizeof(sub)) != 0) {
-			say(why, whylen, "--%s", sub);
+			/* sub starts with the key's name; name the option as it was typed. */
+			size_t kn = strlen(k->name);
+			say(why, whylen, "--%s%s", kbuf, strncmp(sub, k->name, kn) == 0 ? sub + kn : sub);
 			return -1;
 		}
 	}

@@ -267,6 +267,7 @@ static void cli_errors(void)
 	load_bad(ARGS("--config", "/dev/null", "--client-limit", "1G", "--client_limit", "1G"),
 		 "--client_limit: given twice");
 	load_bad(ARGS("--config", "/dev/null", "--fillers=2x"), "--fillers: expected an integer 1..256, got '2x'");
+	load_bad(ARGS("--config", "/dev/null", "--low-water", "-1"), "--low-water: expected an integer 0..99, got '-1'");
 	load_bad(ARGS("--config", "/dev/null", "--config", "/dev/null"), "--config: given twice");
 	load_bad(ARGS("--config="), "--config: empty file name");
 	load_bad(ARGS("--config"), "--config: needs a value");
