@@ -18,8 +18,14 @@
 #   <libdir>/libumapd-preload.so            the LD_PRELOAD library (Runtime; no soname:
 #                                           it is named by path in LD_PRELOAD)
 #
-# Not installed yet: the daemon, umapctl and the systemd units; add them
-# here when their targets exist.
+#   <sbindir>/umapd, <bindir>/umapctl       the daemon and its control tool (Runtime;
+#                                           rules in daemon/server, daemon/umapctl)
+#   <prefix>/lib/systemd/system/umapd.{service,socket}
+#                                           systemd units, generated at install time for
+#                                           the prefix installed to (Runtime; rules in
+#                                           daemon/common/CMakeLists.txt, UMAPD_SYSTEMD_UNITDIR)
+#   <sysconfdir>/umapd/umapd.conf           the sample configuration, never over an
+#                                           existing one (then umapd.conf.sample)
 
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
