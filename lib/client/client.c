@@ -226,9 +226,9 @@ static void enter_takeover(void)
 {
 	if (atomic_exchange_explicit(&C.takeover, true, memory_order_acq_rel))
 		return;
+	pthread_mutex_lock(&C.lock);
 	ulog_warn("the umapd daemon went away: serving this process's %s faults in-process from now on",
 		  C.regions ? "daemon regions'" : "(no regions)");
-	pthread_mutex_lock(&C.lock);
 	for (struct cl_region *r = C.regions; r; r = r->next)
 		uffd_wake(&C.uffd, r->addr, r->len);
 	pthread_mutex_unlock(&C.lock);
