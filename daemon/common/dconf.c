@@ -267,23 +267,36 @@ static int parse_id(const char *tok, size_t len, bool group, uint32_t *out, char
 		    group ? "group" : "user");
 		return -EINVAL;
 	}
-	char buf[16384];
-	int e;
-	if (group) {
-		struct group gr, *res = NULL;
-		e = getgrnam_r(name, &gr, buf, sizeof(buf), &res);
-		if (e == 0 && res) {
-			*out = (uint32_t)res->gr_gid;
-			return 0;
+	/* A group with many members may not fit a small buffer: grow on ERANGE. */
+	size_t blen = 16384;
+	int e = ERANGE;
+	bool found = false;
+	while (e == ERANGE && blen <= (1u << 24)) {
+		char *buf = malloc(blen);
+		if (!buf) {
+			e = ENOMEM;
+			break;
 		}
-	} else {
-		struct passwd pw, *res = NULL;
-		e = getpwnam_r(name, &pw, buf, sizeof(buf), &res);
-		if (e == 0 && res) {
-			*out = (uint32_t)res->pw_uid;
-			return 0;
+		if (group) {
+			struct group gr, *res = NULL;
+			e = getgrnam_r(name, &gr, buf, blen, &res);
+			if (e == 0 && res) {
+				*out = (uint32_t)res->gr_gid;
+				found = true;
+			}
+		} else {
+			struct passwd pw, *res = NULL;
+			e = getpwnam_r(name, &pw, buf, blen, &res);
+			if (e == 0 && res) {
+				*out = (uint32_t)res->pw_uid;
+				found = true;
+			}
 		}
+		free(buf);
+		blen *= 4;
 	}
+	if (found)
+		return 0;
 	if (e)
 		say(why, whylen, "%s: cannot look up %s '%s': %s", key, group ? "group" : "user", name, strerror(e));
 	else
