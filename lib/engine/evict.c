@@ -273,31 +273,45 @@ static int wb_write_direct(struct eng_region *r, uint64_t first, size_t k, uintp
  */
 static void wb_park(struct eng_region *r, struct wb_run *u, struct eng_page **v)
 {
-	size_t off = 0;
+	size_t j = 0, off = 0;
 
-	for (size_t j = 0; j < u->k; j++) {
+	/* The run is contiguous in the region and packed in staging, so one
+	 * UFFDIO_MOVE takes as much of it as moves (and kernels that batch
+	 * the TLB flush of a move, 6.19+, then interrupt the other CPU once
+	 * per run, not once per page).  Where it stops, that page stays
+	 * (pinned, zapped, or the mm is changing) and the rest is retried. */
+	while (j < u->k) {
 		struct eng_page *p = v[u->at + j];
-		size_t len = pg_len(r, p->index), moved = 0, back = 0;
+		size_t moved = 0, back = 0, len;
+		int mret = uffd_move(&eng.uffd, u->sbase + off, pg_addr(r, p->index), u->bytes - off, false, &moved);
 
-		int mret = uffd_move(&eng.uffd, u->sbase + off, pg_addr(r, p->index), len, false, &moved);
-
+		while (j < u->k && moved >= (len = pg_len(r, v[u->at + j]->index))) {
+			moved -= len;
+			off += len;
+			j++;
+		}
+		if (mret == 0 || j == u->k)
+			break;
+		/* Page j did not move (or moved in part: a large page is moved
+		 * one base page at a time): put back what went, keep it. */
+		p = v[u->at + j];
+		len = pg_len(r, p->index);
 		if (mret == -EBUSY)
 			atomic_fetch_add_explicit(&r->c.pinned_pages, 1, memory_order_relaxed);
-		if (mret < 0) {
-			if (moved > 0 && uffd_move(&eng.uffd, pg_addr(r, p->index), u->sbase + off, moved, true, &back) < 0)
-				ulog_error("region %p: cannot move page %p back from staging", (void *)r->base,
-					   (void *)pg_addr(r, p->index));
-			p->pinned = 1;
-		}
+		if (moved > 0 && uffd_move(&eng.uffd, pg_addr(r, p->index), u->sbase + off, moved, true, &back) < 0)
+			ulog_error("region %p: cannot move page %p back from staging", (void *)r->base,
+				   (void *)pg_addr(r, p->index));
+		p->pinned = 1;
 		off += len;
+		j++;
 	}
 	/* A page that stayed is written from the region, and may have been
 	 * zapped by the application (ENOENT above): its slot is no longer
 	 * ours to keep empty, so a fault there (our own write's) refills it. */
 	pthread_mutex_lock(&eng.lock);
-	for (size_t j = 0; j < u->k; j++)
-		if (v[u->at + j]->pinned)
-			v[u->at + j]->dropping = 0;
+	for (size_t t = 0; t < u->k; t++)
+		if (v[u->at + t]->pinned)
+			v[u->at + t]->dropping = 0;
 	pthread_mutex_unlock(&eng.lock);
 }
 
