@@ -37,6 +37,7 @@
 
 #include "preload/preload.h"
 #include "umapd.h"
+#include "umapd_store.h"
 
 /* One mmap() call of a matching file: what its pieces share. */
 struct pf_file {
@@ -47,8 +48,10 @@ struct pf_file {
 	uint64_t offset;
 	int prot, flags;        /* as the program asked */
 	bool shared;
-	bool region_writable;   /* regions registered writable (MAP_SHARED, fd O_RDWR) */
+	bool region_writable;   /* regions registered writable (MAP_SHARED and fd O_RDWR, or
+				 * MAP_PRIVATE on a kernel with userfaultfd write protection) */
 	bool no_readahead;      /* the program writes the file with write(), not the map */
+	struct pre_priv *pv;    /* MAP_PRIVATE: where written pages live (private.c) */
 	unsigned refs;          /* pieces pointing here */
 	char path[160];         /* for the log, possibly cut short */
 };
@@ -160,6 +163,7 @@ static void file_put(struct pf_file *f)
 	if (--f->refs > 0)
 		return;
 	close(f->fd);
+	pre_priv_put(f->pv); /* the last region's store may still hold it */
 	free(f);
 	atomic_fetch_sub(&pre_files_count, 1);
 }
@@ -214,6 +218,39 @@ static void log_failure(const char *what, const struct pf_file *f, uintptr_t a, 
 	pre_log("%s of %s at %p failed: %s", what, f->path, (void *)a, strerror(err));
 }
 
+/*
+ * A region over the overlay store of private mapping f (private.c): pages
+ * read the file until written, then live in the private swap file.  It is
+ * registered writable even for a read-only mapping, so that mprotect can
+ * make it writable later without handing it back to the kernel; a kernel
+ * without userfaultfd write protection gets a read-only region instead
+ * (*rprot says which).  Inside pre_enter().
+ */
+static void *map_private(struct pf_file *f, uintptr_t a, uintptr_t b, int *rprot,
+			 const struct umapd_region_opts *opts)
+{
+	struct umapd_store *s;
+	void *p = NULL;
+	int ret;
+
+	for (int tries = 0; tries < 2 && !p; tries++) {
+		ret = pre_priv_store(f->pv, file_off(f, a), b - a, &s);
+		if (ret < 0) {
+			errno = -ret;
+			return NULL;
+		}
+		p = umapd_map_store((void *)a, b - a, *rprot, UMAPD_FIXED, s, file_off(f, a), opts);
+		if (p)
+			break;
+		umapd_store_close(s); /* a store umapd_map_store refused is still ours */
+		if (errno != ENOTSUP || (f->prot & PROT_WRITE) || !(*rprot & PROT_WRITE))
+			return NULL;
+		f->region_writable = false;
+		*rprot = PROT_READ;
+	}
+	return p;
+}
+
 /* Replace the kernel piece part [a, b) by a umapd region. */
 static int promote(uintptr_t a, uintptr_t b)
 {
@@ -240,7 +277,10 @@ static int promote(uintptr_t a, uintptr_t b)
 	memset(&opts, 0, sizeof(opts));
 	opts.read_ahead = f->no_readahead ? -1 : 0;
 	pre_enter();
-	p = umapd_map((void *)a, b - a, rprot, UMAPD_FIXED, f->fd, (off_t)file_off(f, a), &opts);
+	if (f->pv)
+		p = map_private(f, a, b, &rprot, &opts);
+	else
+		p = umapd_map((void *)a, b - a, rprot, UMAPD_FIXED, f->fd, (off_t)file_off(f, a), &opts);
 	if (p && rprot != (f->prot & (PROT_READ | PROT_WRITE)) && mprotect(p, b - a, f->prot) < 0) {
 		int e = errno;
 
@@ -278,6 +318,22 @@ static int promote(uintptr_t a, uintptr_t b)
 	return 0;
 }
 
+/*
+ * A private mapping's kernel pieces are paged only when they are made:
+ * once the program could have written to one (the file's last partial
+ * page, a part the file grew into), it may hold the program's private
+ * copies, which a region put in its place would lose.  So they stay the
+ * kernel's (docs/preload.md, Limits).
+ */
+static void freeze(struct pf_file *f)
+{
+	if (!f->pv)
+		return;
+	for (size_t i = 0; i < npieces; i++)
+		if (pieces[i].f == f && !pieces[i].rg)
+			pieces[i].no_grow = true;
+}
+
 /* Page whatever the file now covers of f's kernel pieces, in steps of at
  * least UMAPD_PRELOAD_GROW (or up to the end of a piece). */
 static void grow(struct pf_file *f)
@@ -307,8 +363,9 @@ static void grow(struct pf_file *f)
 		if ((fo & (region_align - 1)) != 0)
 			continue;
 		if (promote(p->start, p->start + avail) < 0)
-			return;
+			break;
 	}
+	freeze(f);
 }
 
 /* --- mmap ---------------------------------------------------------------------------------------- */
@@ -338,22 +395,74 @@ static bool fd_path(int fd, char *buf, size_t len)
 	return true;
 }
 
-/* Track a kernel mapping [p, p + len) of fd and page what the file covers.
- * Under files_lock.  Failures leave the kernel mapping as it is. */
-static void track(void *p, size_t len, int prot, int flags, int fd, off_t off, const struct stat *st,
-		  const char *path)
+/*
+ * At exit() the engine writes every region's dirty pages back (as the
+ * kernel does for MAP_SHARED); for a private mapping that would only fill
+ * a swap file about to vanish.  So the private regions' pages are dropped
+ * first, by an exit handler registered at the first private mapping: the
+ * program's main has started by then, so the handler runs before the
+ * libraries' destructors (the engine's among them).
+ */
+static void private_discard_all(void)
+{
+	if (pre.child)
+		return;
+	pthread_mutex_lock(&files_lock);
+	pre_enter();
+	for (size_t i = 0; i < npieces; i++)
+		if (pieces[i].rg && pieces[i].f->pv)
+			(void)umapd_discard((void *)pieces[i].start, pieces[i].end - pieces[i].start);
+	pre_leave();
+	pthread_mutex_unlock(&files_lock);
+}
+
+static void private_exit(void)
+{
+	static bool registered;
+
+	if (!registered)
+		registered = atexit(private_discard_all) == 0;
+}
+
+/*
+ * Track a kernel mapping [p, p + len) of fd and page what the file covers.
+ * Under files_lock.  Failures leave the kernel mapping as it is (for a
+ * private mapping that is the kernel's copy-on-write: still never the
+ * file).  Returns the new mapping, or NULL if it is not tracked.
+ */
+static struct pf_file *track(void *p, size_t len, int prot, int flags, int fd, off_t off, const struct stat *st,
+			     const char *path)
 {
 	struct pf_file *f = calloc(1, sizeof(*f));
 	uintptr_t a = (uintptr_t)p, e = round_up(a + len, sys_page);
 	uint64_t avail = 0;
-	int fl = fcntl(fd, F_GETFL);
+	int fl = fcntl(fd, F_GETFL), ret;
 
 	if (!f)
-		return;
+		return NULL;
 	f->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (f->fd < 0) {
 		free(f);
-		return;
+		return NULL;
+	}
+	if ((flags & MAP_TYPE) == MAP_PRIVATE) {
+		/* Written pages go to a private swap file, made now if the
+		 * mapping is writable so that a bad UMAPD_HEAP_DIR shows here,
+		 * in one line, and the mapping stays the kernel's. */
+		ret = pre_priv_new(fd, (uint64_t)off, e - a, &f->pv);
+		if (ret == 0 && (prot & PROT_WRITE)) {
+			ret = pre_priv_swap(f->pv);
+			if (ret < 0)
+				pre_log("mmap %s: cannot make a private swap file in %s (UMAPD_HEAP_DIR): %s; "
+					"the mapping stays the kernel's", path, pre_priv_dir(f->pv), strerror(-ret));
+		}
+		if (ret < 0) {
+			pre_priv_put(f->pv);
+			close(f->fd);
+			free(f);
+			return NULL;
+		}
+		private_exit();
 	}
 	f->dev = st->st_dev;
 	f->ino = st->st_ino;
@@ -362,14 +471,16 @@ static void track(void *p, size_t len, int prot, int flags, int fd, off_t off, c
 	f->prot = prot;
 	f->flags = flags;
 	f->shared = (flags & MAP_TYPE) == MAP_SHARED;
-	f->region_writable = f->shared && fl >= 0 && (fl & O_ACCMODE) == O_RDWR;
+	/* A private mapping's writes go to its own swap file, whatever the
+	 * descriptor allows. */
+	f->region_writable = f->pv || (f->shared && fl >= 0 && (fl & O_ACCMODE) == O_RDWR);
 	f->no_readahead = fl >= 0 && (fl & O_ACCMODE) != O_RDONLY && !(prot & PROT_WRITE);
 	snprintf(f->path, sizeof(f->path), "%s", path);
 	atomic_fetch_add(&pre_files_count, 1);
 	if (insert_piece((struct pf_piece){ .start = a, .end = e, .f = f }) < 0) {
 		f->refs = 1;
 		file_put(f);
-		return;
+		return NULL;
 	}
 	if ((uint64_t)st->st_size > (uint64_t)off)
 		avail = (uint64_t)st->st_size - (uint64_t)off;
@@ -381,6 +492,8 @@ static void track(void *p, size_t len, int prot, int flags, int fd, off_t off, c
 			(long long)st->st_size);
 	if (avail > 0 && ((uint64_t)off & (region_align - 1)) == 0)
 		promote(a, a + avail);
+	freeze(f);
+	return f;
 }
 
 void *pre_files_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
@@ -400,13 +513,6 @@ void *pre_files_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t 
 	    (uint64_t)off % sys_page || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    !fd_path(fd, path, sizeof(path)) || !pre_config_matches(&pre.cfg, path))
 		return pre_real.mmap(addr, len, prot, flags, fd, off);
-	if (type == MAP_PRIVATE && (prot & PROT_WRITE)) {
-		/* A private swap store is needed to keep private writes off the
-		 * file; until then the kernel serves these (docs/preload.md). */
-		if (pre.cfg.log)
-			pre_log("mmap %s: private and writable: left to the kernel", path);
-		return pre_real.mmap(addr, len, prot, flags, fd, off);
-	}
 	pre_files_lock();
 	pre_enter();
 	p = pre_real.mmap(addr, len, prot, flags, fd, off);
@@ -422,7 +528,9 @@ void *pre_files_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t 
 /*
  * The program is taking [a, b) away (munmap, or a mapping replacing it):
  * write back what it wrote there through a shared mapping, release regions
- * left without pieces, and drop the pieces.  The caller then unmaps or
+ * left without pieces, and drop the pieces.  What it wrote through a
+ * private mapping dies: dropped unwritten, its swap blocks freed (a caller
+ * that moves the mapping has copied it first).  The caller then unmaps or
  * replaces the memory itself.  Returns 0 or the first write-back error.
  */
 static int cut(uintptr_t a, uintptr_t b)
@@ -440,6 +548,10 @@ static int cut(uintptr_t a, uintptr_t b)
 			int ret = 0;
 
 			pre_enter();
+			/* Private: drop unwritten, after any write-back in
+			 * flight (so nothing lands in swap after the drop). */
+			if (f->pv && umapd_discard((void *)s, e - s) < 0 && errno != ENOMEM)
+				log_failure("discarding private pages", f, s, errno);
 			if (rg->live == e - s) {
 				/* The last of the region: write back and release it all. */
 				ret = umapd_unmap((void *)rg->base);
@@ -457,6 +569,8 @@ static int cut(uintptr_t a, uintptr_t b)
 			rg->live -= e - s;
 			if (rg->live == 0)
 				free(rg);
+			if (f->pv)
+				pre_priv_drop(f->pv, file_off(f, s), e - s);
 		}
 		k = isolate(s, e);
 		if (k < 0) {
@@ -595,11 +709,16 @@ static int madvise_part(uintptr_t s, uintptr_t e, struct pf_piece *p, void *arg)
 	case MADV_DONTNEED:
 		/* Shared: the data is the file's, the pages just go (after
 		 * writing back).  Private: as the kernel does, the program's
-		 * view reverts to the file, which the engine gives back. */
-		if (p->f->shared)
+		 * copies die and the range reads the file again: dropped
+		 * unwritten (after any write-back in flight), then forgotten
+		 * in the swap file. */
+		if (p->f->shared) {
 			ret = umapd_evict(a, n) < 0 ? errno : 0;
-		else
-			ret = pre_real.madvise(a, n, advice) < 0 ? errno : 0;
+		} else {
+			ret = umapd_discard(a, n) < 0 ? errno : 0;
+			if (!ret && p->f->pv)
+				pre_priv_drop(p->f->pv, file_off(p->f, s), n);
+		}
 		break;
 	case MADV_COLD:
 	case MADV_PAGEOUT:
@@ -684,6 +803,15 @@ static int mprotect_part(uintptr_t s, uintptr_t e, struct pf_piece *p, void *arg
 {
 	int prot = *(int *)arg, ret;
 
+	if (p && p->rg && (prot & PROT_WRITE) && p->f->pv && p->f->region_writable &&
+	    pre_priv_swap(p->f->pv) < 0) {
+		/* A private region stays ours when made writable, its written
+		 * pages going to the swap file; without one, the kernel's
+		 * copy-on-write mapping takes over below. */
+		pre_log("mprotect of %s: cannot make a private swap file in %s (UMAPD_HEAP_DIR)", p->f->path,
+			pre_priv_dir(p->f->pv));
+		p->f->region_writable = false;
+	}
 	if (p && p->rg && (prot & PROT_WRITE) && !p->f->region_writable) {
 		struct pf_file *f = p->f;
 		long k;
@@ -738,6 +866,76 @@ int pre_files_mprotect(void *addr, size_t len, int prot, int *ret)
 }
 
 /* --- mremap ------------------------------------------------------------------------------------------------- */
+
+static int flush_part(uintptr_t s, uintptr_t e, struct pf_piece *p, void *arg)
+{
+	(void)arg;
+	if (!p || !p->rg)
+		return 0;
+	pre_enter();
+	int ret = umapd_flush((void *)s, e - s) < 0 ? errno : 0;
+	pre_leave();
+	return ret;
+}
+
+/*
+ * mremap moving [a, b) of private mapping f to the kernel's new mapping
+ * [p, p + new_len): the kernel moves the program's private copies along,
+ * so must we.  Pages of the old regions are flushed into the old swap
+ * file, the new mapping is tracked with a swap file of its own, and the
+ * written pages are copied there; kernel pieces (the last partial page of
+ * the file) are moved by the kernel itself, copies and all.  On an error
+ * the new mapping goes and the old one is untouched (0 or an errno).
+ */
+static int move_private(struct pf_file *f, uintptr_t a, uintptr_t b, void *p, size_t new_len)
+{
+	uintptr_t np = (uintptr_t)p, nend = round_up(np + new_len, sys_page);
+	size_t keep = b - a < nend - np ? b - a : nend - np;
+	struct pf_file *nf = NULL;
+	struct stat st;
+	int err;
+
+	err = walk(a, a + keep, flush_part, NULL);
+	if (!err && fstat(f->fd, &st) < 0)
+		err = errno;
+	if (!err) {
+		nf = track(p, new_len, f->prot, f->flags, f->fd, (off_t)file_off(f, a), &st, f->path);
+		if (!nf)
+			err = ENOMEM;
+	}
+	if (!err) {
+		pre_enter();
+		err = -pre_priv_copy(f->pv, nf->pv, file_off(f, a), keep);
+		if (!err && (f->prot & PROT_WRITE))
+			err = -pre_priv_swap(nf->pv);
+		pre_leave();
+	}
+	if (err) {
+		log_failure("moving private data (mremap)", f, a, err);
+		if (nf)
+			cut(np, nend);
+		pre_enter();
+		pre_real.munmap(p, new_len);
+		pre_leave();
+		return err;
+	}
+	for (size_t i = find_after(a); i < npieces && pieces[i].start < a + keep; i++) {
+		struct pf_piece *q = &pieces[i];
+		uintptr_t s = q->start > a ? q->start : a, e = q->end < a + keep ? q->end : a + keep;
+		uintptr_t t = np + (s - a);
+		size_t k = find_after(t);
+
+		if (q->f != f || q->rg || k >= npieces || pieces[k].f != nf || pieces[k].rg ||
+		    pieces[k].start > t || pieces[k].end < t + (e - s))
+			continue;
+		pre_enter();
+		if (pre_real.mremap((void *)s, e - s, e - s, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)t) == MAP_FAILED)
+			pre_log("mremap of %s: moving %p..%p: %s; its private copies are lost", f->path, (void *)s,
+				(void *)e, strerror(errno));
+		pre_leave();
+	}
+	return 0;
+}
 
 int pre_files_mremap(void *old, size_t old_len, size_t new_len, int flags, void **ret)
 {
@@ -834,11 +1032,22 @@ int pre_files_mremap(void *old, size_t old_len, size_t new_len, int flags, void 
 		return 0;
 	}
 	f->refs++; /* keep it while the old pieces go */
+	if (f->pv) {
+		int err = move_private(f, a, b, p, new_len);
+
+		if (err) {
+			file_put(f);
+			pre_files_unlock();
+			errno = err;
+			*ret = MAP_FAILED;
+			return 0;
+		}
+	}
 	cut(a, b);
 	pre_enter();
 	pre_real.munmap(old, b - a);
 	pre_leave();
-	if (fstat(f->fd, &st) == 0)
+	if (!f->pv && fstat(f->fd, &st) == 0)
 		track(p, new_len, f->prot, f->flags, f->fd, (off_t)file_off(f, a), &st, f->path);
 	file_put(f);
 	pre_files_unlock();

@@ -156,9 +156,11 @@ static void write_stats(void)
 	n += snprintf(out + n, sizeof(out) - (size_t)n,
 		      "resident_peak_bytes=%" PRIu64 "\nrss_peak_bytes=%" PRIu64 "\n"
 		      "preload_files=%d\npreload_heap=%d\npreload_paged_mappings=%u\n"
-		      "preload_heap_reserved_bytes=%" PRIu64 "\n",
+		      "preload_heap_reserved_bytes=%" PRIu64 "\n"
+		      "preload_private_mappings=%u\npreload_private_swap_bytes=%" PRIu64 "\n",
 		      atomic_load(&resident_peak), rss_peak(), pre.files_on, pre.heap_on,
-		      atomic_load(&pre_files_paged), heap_reserved_bytes());
+		      atomic_load(&pre_files_paged), heap_reserved_bytes(), atomic_load(&pre_priv_mappings),
+		      atomic_load(&pre_priv_swap_bytes));
 	fd = open(pre.cfg.stats_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0 || pre_real.write(fd, out, (size_t)n) != n)
 		pre_log("cannot write UMAPD_STATS_FILE %s: %s", pre.cfg.stats_file, strerror(errno));

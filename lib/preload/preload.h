@@ -7,6 +7,8 @@
  *               the start-up allocator, the per-thread guards, the log
  *   files.c     file mode: the table of paged mappings and what mmap, munmap,
  *               msync, mremap, madvise, mprotect do to it
+ *   private.c   MAP_PRIVATE: the overlay store (the file until a page is
+ *               written, then a private swap file)
  *   wrap_mm.c   the exported mmap family, passing through what is not ours
  *   coherent.c  read/write/ftruncate/fallocate on files with paged mappings
  *   malloc.c    heap mode: the malloc family (the heap itself is lib/heap)
@@ -196,6 +198,43 @@ void pre_files_after_write(struct pre_io *io);
 void pre_files_forget(void);
 void pre_files_atfork_prepare(void);
 void pre_files_atfork_parent(void);
+
+/* --- private.c ------------------------------------------------------------------------ */
+
+/*
+ * The private data of one MAP_PRIVATE mapping (private.c): which pages the
+ * program has written (and the engine has written back since), and the
+ * unlinked swap file that holds them.  Shared by the mapping and the
+ * stores of its regions; reference counted.  Offsets are the file's.
+ */
+struct pre_priv;
+struct umapd_store;
+
+/* New, for file offsets from base on (room made for len bytes); fd is
+ * duplicated.  The swap file's directory is read now: UMAPD_HEAP_DIR,
+ * else $TMPDIR, else /var/tmp.  -ENOMEM, or the errno of the dup. */
+int pre_priv_new(int fd, uint64_t base, uint64_t len, struct pre_priv **out);
+void pre_priv_get(struct pre_priv *pv);
+void pre_priv_put(struct pre_priv *pv);
+/* Make the swap file if there is none yet (the program's thread only: the
+ * mapping is, or is about to become, writable).  0 or a negative errno. */
+int pre_priv_swap(struct pre_priv *pv);
+const char *pre_priv_dir(const struct pre_priv *pv);
+/* Make room for file offsets up to end.  0 or -ENOMEM. */
+int pre_priv_reserve(struct pre_priv *pv, uint64_t end);
+/* A store for the region over file range [off, off + len): reads the
+ * file, or the swap file where the page was written back.  It holds a
+ * reference to pv.  0, -EINVAL, -ENOMEM. */
+int pre_priv_store(struct pre_priv *pv, uint64_t off, uint64_t len, struct umapd_store **out);
+/* The program's copies of [off, off + len) are dead: the range reads the
+ * file again.  Callers drop the resident pages first (umapd_discard). */
+void pre_priv_drop(struct pre_priv *pv, uint64_t off, uint64_t len);
+/* Copy what was written back of [off, off + len) from one to the other
+ * (mremap moving a private mapping).  0 or a negative errno. */
+int pre_priv_copy(struct pre_priv *from, struct pre_priv *to, uint64_t off, uint64_t len);
+/* Statistics: bytes written to private swap files, private mappings made. */
+extern _Atomic uint64_t pre_priv_swap_bytes;
+extern _Atomic unsigned pre_priv_mappings;
 
 /* --- malloc.c ------------------------------------------------------------------------- */
 
