@@ -34,6 +34,7 @@ int main(int argc, char **argv)
 	cfg.client_limit = dc.client_limit;
 	cfg.uid_limit = dc.uid_limit;
 	cfg.max_clients = dc.max_clients;
+	cfg.read_ahead = dc.read_ahead;
 	cfg.listen_fd = -1;
 	n = sdp_listen_fds(fds, 4);
 	if (n < 0) {

@@ -52,6 +52,7 @@
 #define PG_PRESENT 1u
 #define PG_DIRTY 2u
 #define PG_REF 4u /* touched again since the CLOCK hand last passed */
+#define PG_VICTIM 8u /* chosen by the eviction in progress */
 
 #define SRV_MAX_REGIONS_PER_CLIENT 4096
 #define SRV_ORPHAN 0 /* client slot of pages no client maps any more */
@@ -78,6 +79,8 @@ struct srv_region {
 	uintptr_t addr;
 	uint64_t len, off; /* file offset of addr */
 	bool writable, dead;
+	uint64_t next_pg; /* read-ahead: the page a sequential stream touches next */
+	unsigned win;     /* and its current window, in pages */
 	struct uffd uffd;
 	struct srv_region *next;  /* the client's regions */
 	struct srv_region *fnext; /* the file's regions */
@@ -494,38 +497,108 @@ static uint64_t uid_resident(uid_t uid)
 	return sum;
 }
 
-/*
- * Evict one page charged to c, CLOCK order: a page touched since the hand
- * last passed gets a second chance.  Returns true if one was dropped.
- */
-static bool evict_from(struct srv_client *c, struct srv_client *who)
+struct victim_pg {
+	struct srv_file *f;
+	uint64_t pg;
+};
+
+static int victim_cmp(const void *a, const void *b)
 {
-	size_t budget = c->qn * 2 + 1; /* each entry at most twice: once for its second chance */
+	const struct victim_pg *x = a, *y = b;
+
+	if (x->f != y->f)
+		return x->f->slot < y->f->slot ? -1 : 1;
+	return x->pg < y->pg ? -1 : x->pg > y->pg;
+}
+
+/*
+ * Evict at least want bytes charged to c (fewer if it has no more), CLOCK
+ * order: a page touched since the hand last passed gets a second chance.
+ * Dirty victims are written back first (a failure keeps the page).  The
+ * victims are then punched out of their memfds in runs of neighbours: one
+ * fallocate, and one unmapping in every client, per run rather than per
+ * page.  Returns the bytes freed.
+ */
+static uint64_t evict_from(struct srv_client *c, struct srv_client *who, uint64_t want)
+{
+	size_t tries = c->qn * 2 + 1; /* each entry at most twice: once for its second chance */
+	struct victim_pg *v = NULL;
+	size_t nv = 0, cap = 0;
+	uint64_t picked = 0, freed = 0;
 	struct qent e;
 
-	while (budget-- && q_pop(c, &e)) {
+	while (picked < want && tries-- && q_pop(c, &e)) {
 		struct srv_file *f = q_file(&e);
 
-		if (!f || e.pg >= f->npages || !(f->st[e.pg] & PG_PRESENT) || f->owner[e.pg] != c->slot)
+		if (!f || e.pg >= f->npages || !(f->st[e.pg] & PG_PRESENT) || f->owner[e.pg] != c->slot ||
+		    (f->st[e.pg] & PG_VICTIM))
 			continue; /* stale: evicted or charged to someone else since */
 		if (f->st[e.pg] & PG_REF) {
 			f->st[e.pg] &= (uint8_t)~PG_REF;
 			q_push(c, e);
 			continue;
 		}
-		if (wb_page(f, e.pg, true, who) == 0) {
-			if (!f->regions && f->resident == 0)
-				file_free(f);
-			return true;
+		if ((f->st[e.pg] & PG_DIRTY) && wb_page(f, e.pg, false, who) < 0) {
+			q_push(c, e); /* write failed: keep it, try another */
+			continue;
 		}
-		q_push(c, e); /* write failed: keep it, try another */
+		if (nv == cap) {
+			struct victim_pg *n = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*v));
+
+			if (!n) {
+				q_push(c, e);
+				break;
+			}
+			v = n;
+		}
+		v[nv++] = (struct victim_pg){ f, e.pg };
+		f->st[e.pg] |= PG_VICTIM;
+		picked += f->psize;
 	}
-	return false;
+	qsort(v, nv, sizeof(*v), victim_cmp);
+	for (size_t i = 0; i < nv;) {
+		struct srv_file *f = v[i].f;
+		size_t j = i + 1;
+
+		while (j < nv && v[j].f == f && v[j].pg == v[j - 1].pg + 1)
+			j++;
+		/* Written back and write-protected everywhere; nothing can have
+		 * dirtied them since (this thread serves every write fault). */
+		if (fallocate(f->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(v[i].pg << f->pshift),
+			      (off_t)((j - i) << f->pshift)) < 0) {
+			ulog_error("file %llu pages %llu..%llu: punching them out of the memfd failed: %s",
+				   (unsigned long long)f->ino, (unsigned long long)v[i].pg,
+				   (unsigned long long)v[j - 1].pg, ulog_errname(errno));
+			for (size_t k = i; k < j; k++) {
+				f->st[v[k].pg] &= (uint8_t)~PG_VICTIM;
+				q_push(c, (struct qent){ f->slot, f->gen, v[k].pg });
+			}
+		} else {
+			for (size_t k = i; k < j; k++) {
+				uncharge(f, v[k].pg);
+				f->st[v[k].pg] = 0;
+				f->resident--;
+				S.resident -= f->psize;
+				freed += f->psize;
+			}
+			S.total.evictions += j - i;
+			if (who)
+				who->st.evictions += j - i;
+		}
+		i = j;
+	}
+	/* Files nobody maps whose last page just went. */
+	for (size_t i = 0; i < nv; i++)
+		if ((i + 1 == nv || v[i + 1].f != v[i].f) && S.files[v[i].f->slot] == v[i].f && !v[i].f->regions &&
+		    v[i].f->resident == 0)
+			file_free(v[i].f);
+	free(v);
+	return freed;
 }
 
 /* Choose whom to take a page from when the node budget is full: orphaned
  * pages first, then the client furthest over its fair share. */
-static struct srv_client *victim(struct srv_client *c)
+static struct srv_client *victim(struct srv_client *c, uint64_t need)
 {
 	uint64_t share = S.cfg.budget / active_clients();
 	struct srv_client *best = NULL;
@@ -533,8 +606,8 @@ static struct srv_client *victim(struct srv_client *c)
 
 	if (S.cl[SRV_ORPHAN]->resident)
 		return S.cl[SRV_ORPHAN];
-	if (c && c->resident >= share)
-		return c; /* over its share: its own pages go first */
+	if (c && c->resident && c->resident + need > share)
+		return c; /* over its share with this fill: its own pages go first */
 	for (uint32_t i = 1; i < S.ncl; i++) {
 		struct srv_client *o = S.cl[i];
 
@@ -546,12 +619,19 @@ static struct srv_client *victim(struct srv_client *c)
 	return best;
 }
 
-/* Make room for need bytes charged to c (NULL: just get under the budget). */
+/* Make room for need bytes charged to c (NULL: just get under the budget).
+ * A client evicting its own pages frees a little more than it needs (a
+ * batch: fewer, larger punches); pages taken from another client are only
+ * what is needed, so nobody goes below its share by more than that. */
 static void make_room(struct srv_client *c, uint64_t need)
 {
+	uint64_t slack = S.cfg.budget / 64 < (1u << 20) ? S.cfg.budget / 64 : (1u << 20);
+
 	if (c) {
-		while (c->resident && c->resident + need > client_limit() && evict_from(c, c))
-			;
+		uint64_t lim = client_limit();
+
+		if (c->resident && c->resident + need > lim)
+			evict_from(c, c, c->resident + need - lim + (slack < lim / 4 ? slack : 0));
 		if (S.cfg.uid_limit) {
 			while (uid_resident(c->uid) + need > S.cfg.uid_limit) {
 				struct srv_client *big = NULL;
@@ -560,18 +640,19 @@ static void make_room(struct srv_client *c, uint64_t need)
 					if (S.cl[i] && S.cl[i]->uid == c->uid && S.cl[i]->resident &&
 					    (!big || S.cl[i]->resident > big->resident))
 						big = S.cl[i];
-				if (!big || !evict_from(big, c))
+				if (!big || !evict_from(big, c, uid_resident(c->uid) + need - S.cfg.uid_limit))
 					break;
 			}
 		}
 	}
 	while (S.resident + need > S.cfg.budget) {
-		struct srv_client *v = victim(c);
-		bool done = v && evict_from(v, c);
+		struct srv_client *v = victim(c, need);
+		uint64_t over = S.resident + need - S.cfg.budget;
+		bool done = v && evict_from(v, c, over + (v == c || v == S.cl[SRV_ORPHAN] ? slack : 0)) > 0;
 
 		for (uint32_t i = 0; !done && i < S.ncl; i++)
 			if (S.cl[i] && S.cl[i] != v && S.cl[i]->resident)
-				done = evict_from(S.cl[i], c);
+				done = evict_from(S.cl[i], c, over) > 0;
 		if (!done)
 			break; /* nothing evictable: go over rather than hang a fault */
 	}
@@ -581,37 +662,70 @@ static void make_room(struct srv_client *c, uint64_t need)
 
 /* Read page pg of f from its backing file into the bounce buffer (zeros
  * past the end of the file). */
-static int read_page(struct srv_file *f, uint64_t pg, unsigned char **out)
+/* Read n pages from pg of f from its backing file into the bounce buffer
+ * (zeros past the end of the file). */
+static int read_pages(struct srv_file *f, uint64_t pg, uint64_t n, unsigned char **out)
 {
-	unsigned char *b = bounce(f->psize);
-	uint64_t off = pg << f->pshift, done = 0;
+	uint64_t len = n << f->pshift, off = pg << f->pshift, done = 0;
+	unsigned char *b = bounce(len);
 
 	if (!b)
 		return -ENOMEM;
-	while (done < f->psize) {
-		ssize_t n = pread(f->fd, b + done, f->psize - done, (off_t)(off + done));
+	while (done < len) {
+		ssize_t k = pread(f->fd, b + done, len - done, (off_t)(off + done));
 
-		if (n < 0 && errno == EINTR)
+		if (k < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
+		if (k < 0)
 			return -errno;
-		if (n == 0)
+		if (k == 0)
 			break;
-		done += (uint64_t)n;
+		done += (uint64_t)k;
 	}
-	memset(b + done, 0, f->psize - done);
+	memset(b + done, 0, len - done);
 	S.total.bytes_read += done;
 	*out = b;
 	return 0;
 }
 
+static int read_page(struct srv_file *f, uint64_t pg, unsigned char **out)
+{
+	return read_pages(f, pg, 1, out);
+}
+
+/*
+ * Read-ahead window for a fault at pg: doubles while the region's faults
+ * follow each other (a scan), back to one page otherwise; at most
+ * read_ahead pages and an eighth of the budget.
+ */
+static uint64_t window(struct srv_region *r, uint64_t pg)
+{
+	uint64_t max = S.cfg.read_ahead, cap = (S.cfg.budget >> r->f->pshift) / 8;
+
+	if (pg == r->next_pg && max > 1)
+		r->win = r->win ? (r->win * 2 > max ? (unsigned)max : r->win * 2) : 4;
+	else
+		r->win = 1;
+	if (cap < 1)
+		cap = 1;
+	return r->win < cap ? r->win : cap;
+}
+
+/* Map n present pages at a in r's client; *mapped (if not NULL) gets the
+ * bytes mapped before an error. */
+static int do_continue_n(struct srv_region *r, uintptr_t a, uint64_t n, bool wp, uint64_t *mapped)
+{
+	struct uffdio_continue c = { .range = { a, n << r->f->pshift }, .mode = wp ? UFFDIO_CONTINUE_MODE_WP : 0 };
+	int ret = ioctl(r->uffd.fd, UFFDIO_CONTINUE, &c) == 0 ? 0 : -errno;
+
+	if (mapped)
+		*mapped = ret == 0 ? c.range.len : c.mapped > 0 ? (uint64_t)c.mapped : 0;
+	return ret;
+}
+
 static int do_continue(struct srv_region *r, uintptr_t a, bool wp)
 {
-	struct uffdio_continue c = { .range = { a, r->f->psize }, .mode = wp ? UFFDIO_CONTINUE_MODE_WP : 0 };
-
-	if (ioctl(r->uffd.fd, UFFDIO_CONTINUE, &c) == 0)
-		return 0;
-	return -errno;
+	return do_continue_n(r, a, 1, wp, NULL);
 }
 
 /* After a resolution failed in a way the faulting thread cannot recover
@@ -685,10 +799,24 @@ static void serve_fault(struct srv_region *r, const struct uffd_msg *m)
 		c->st.missing_faults++;
 		S.total.missing_faults++;
 	}
+	uint64_t rend = (r->off + r->len) >> f->pshift; /* first page past the region */
+
 	if (f->st[pg] & PG_PRESENT) {
 		/* In the memfd already (filled for another client, or for this one
-		 * through another region): map it, protected unless this is a write. */
-		ret = do_continue(r, a, !write);
+		 * through another region): map it, protected unless this is a
+		 * write; a read maps the present pages after it too (a scan). */
+		uint64_t n = 1, mapped = 0;
+
+		if (!write) {
+			uint64_t w = window(r, pg);
+
+			while (n < w && pg + n < rend && (f->st[pg + n] & PG_PRESENT))
+				n++;
+		}
+		ret = do_continue_n(r, a, n, !write, &mapped);
+		if (ret == -EEXIST && mapped > 0)
+			ret = 0; /* a later page was mapped already: the faulting one is in */
+		r->next_pg = pg + (mapped >> f->pshift > 0 ? mapped >> f->pshift : 1);
 		if (ret == -EFAULT) /* not in the memfd after all: someone punched it */
 			ret = repair_page(r, pg, a, !write);
 		if (ret == -EEXIST)
@@ -705,11 +833,26 @@ static void serve_fault(struct srv_region *r, const struct uffd_msg *m)
 		}
 		return;
 	}
-	/* Absent: bring it in through the faulting client's userfaultfd. */
-	make_room(c, f->psize);
+	/* Absent: bring it in through the faulting client's userfaultfd, with
+	 * the absent pages after it when the region is being scanned. */
+	uint64_t n = 1, done;
+
+	if (!write) {
+		uint64_t w = window(r, pg);
+
+		while (n < w && pg + n < rend && !(f->st[pg + n] & PG_PRESENT))
+			n++;
+	} else {
+		r->win = 1;
+	}
+	make_room(c, n << f->pshift);
 	unsigned char *b;
 
-	ret = read_page(f, pg, &b);
+	ret = read_pages(f, pg, n, &b);
+	if (ret < 0 && n > 1) {
+		n = 1; /* an error further on is not this fault's: try its page alone */
+		ret = read_page(f, pg, &b);
+	}
 	if (ret < 0) {
 		S.total.io_errors++;
 		ulog_error("client %u file %llu offset %llu: read failed: %s; the page is poisoned (SIGBUS)",
@@ -721,33 +864,42 @@ static void serve_fault(struct srv_region *r, const struct uffd_msg *m)
 	}
 	size_t copied = 0;
 
-	ret = uffd_copy(&r->uffd, a, b, f->psize, !write, false, &copied);
-	if (ret == -EEXIST && copied == 0) {
+	ret = uffd_copy(&r->uffd, a, b, n << f->pshift, !write, false, &copied);
+	done = copied >> f->pshift;
+	if (ret == -EEXIST && done == 0) {
 		/* Something is in the memfd that we never filled: replace it. */
 		ret = repair_page(r, pg, a, !write);
+		done = ret == 0 ? 1 : 0;
+	} else if (ret < 0 && done > 0) {
+		ret = 0; /* the faulting page and some after it are in; the rest stay absent */
 	}
-	if (ret < 0) {
-		/* Partial copies leave part of the page in the memfd: take it out
-		 * again so the page is absent as our state says. */
-		if (fallocate(f->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(pg << f->pshift),
+	if (ret < 0 || (copied & (f->psize - 1))) {
+		/* Part of a page in the memfd: take it out again so the page is
+		 * absent as our state says. */
+		if (fallocate(f->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)((pg + done) << f->pshift),
 			      (off_t)f->psize) < 0)
 			ulog_warn("file %llu: punch after a failed fill: %s", (unsigned long long)f->ino,
 				  ulog_errname(errno));
+	}
+	if (ret < 0) {
 		if (ret != -ESRCH && ret != -ENOENT)
 			wake(r, a); /* -EAGAIN and the rest: the thread faults again */
 		return;
 	}
-	f->st[pg] = PG_PRESENT | (write ? PG_DIRTY : 0);
-	f->resident++;
-	S.resident += f->psize;
+	for (uint64_t i = 0; i < done; i++) {
+		f->st[pg + i] = PG_PRESENT | (write && i == 0 ? PG_DIRTY : 0);
+		f->resident++;
+		S.resident += f->psize;
+		charge(f, pg + i, c);
+	}
 	if (write) {
 		f->dirty++;
 		S.dirty += f->psize;
 	}
-	charge(f, pg, c);
-	c->st.fills++;
-	S.total.fills++;
-	c->st.bytes_read += f->psize;
+	r->next_pg = pg + done;
+	c->st.fills += done;
+	S.total.fills += done;
+	c->st.bytes_read += done << f->pshift;
 }
 
 static struct srv_region *find_region(struct srv_client *c, uintptr_t a)
@@ -1673,8 +1825,7 @@ int srv_run(const struct srv_config *cfg)
 			if (S.cfg.watchdog_usec)
 				notify("WATCHDOG=1");
 			if (S.cl[SRV_ORPHAN]->resident)
-				while (evict_from(S.cl[SRV_ORPHAN], NULL))
-					;
+				evict_from(S.cl[SRV_ORPHAN], NULL, UINT64_MAX);
 		}
 	}
 	shutdown_all();
