@@ -27,6 +27,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	ulog_set_level((enum ulog_level)dc.log_level);
+	/* Under systemd stderr is the journal: "<3>" ... lets it file each line by priority. */
+	ulog_set_syslog_prefix(dconf_want_syslog_prefix(&dc));
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.dc = &dc;
 	snprintf(cfg.socket_path, sizeof(cfg.socket_path), "%s", dc.socket_path);
