@@ -19,6 +19,9 @@
  *   pwrite    the program writes the file with pwrite while it has a
  *             private mapping: pages it never wrote through the map show
  *             the new bytes, pages it did keep its own.
+ *   exit      every page written, then exit() with the mapping still there:
+ *             nothing of it may reach the file (private_map.sh also checks
+ *             that the private pages were dropped, not written to swap).
  *   fork      a child that does not touch the mapping (the preload library
  *             does not give children its mappings: docs/preload.md) runs and
  *             exits; the parent's private data and the file are intact.
@@ -343,12 +346,24 @@ static void mode_fork(void)
 	       (unsigned long long)fnv(model, size, 0xcbf29ce484222325ull));
 }
 
+static void mode_exit(void)
+{
+	unsigned char *m = map(PROT_READ | PROT_WRITE);
+
+	for (size_t pg = 0; pg < npages; pg++)
+		scribble(m, pg);
+	check("written", m, 0, npages);
+	printf("exit: map = model %016llx; exiting with the mapping in place\n",
+	       (unsigned long long)fnv(model, size, 0xcbf29ce484222325ull));
+	exit(0);
+}
+
 int main(int argc, char **argv)
 {
 	struct stat st;
 
 	if (argc != 3) {
-		fprintf(stderr, "usage: %s FILE random|dontneed|mremap|mprotect|pwrite|fork\n", argv[0]);
+		fprintf(stderr, "usage: %s FILE random|dontneed|mremap|mprotect|pwrite|fork|exit\n", argv[0]);
 		return 2;
 	}
 	file = argv[1];
@@ -374,6 +389,8 @@ int main(int argc, char **argv)
 		mode_pwrite();
 	else if (!strcmp(argv[2], "fork"))
 		mode_fork();
+	else if (!strcmp(argv[2], "exit"))
+		mode_exit();
 	else
 		return 2;
 	return 0;
