@@ -19,6 +19,14 @@ MODE=${3:?mode}
 file_mib=$(mib "$4")
 budget_kib=$(awk -v b="$5" 'BEGIN { v = int(b * 1024); if (v < 64) v = 64; print v }')
 [[ -x "$PROG" ]] || t_fail "no test program at $PROG"
+# baddir: the random mode with UMAPD_HEAP_DIR naming no directory, a
+# configuration error: one line, and the mapping stays the kernel's.
+heap_dir_of() { echo "$WORK/swap"; }
+if [[ $MODE == baddir ]]; then
+	MODE=random
+	heap_dir_of() { echo "$WORK/no/such/dir"; }
+	BADDIR=1
+fi
 
 head -c $((file_mib << 20)) /dev/urandom >"$WORK/ref.dat" || t_fail "cannot write $file_mib MiB in $WORK"
 cp "$WORK/ref.dat" "$WORK/paged.dat"
@@ -29,7 +37,7 @@ mkdir -p "$WORK/swap"
 # paged takes MiB; the budget here may be a fraction of one.
 rm -f "$WORK/stats"
 timeout -k 5 150 env LD_PRELOAD="$PRELOAD" UMAPD_BUFSIZE="${budget_kib}K" UMAPD_STATS_FILE="$WORK/stats" \
-	UMAPD_PRELOAD_FILES="$WORK/paged.*" UMAPD_PRELOAD_MIN=64K UMAPD_HEAP_DIR="$WORK/swap" \
+	UMAPD_PRELOAD_FILES="$WORK/paged.*" UMAPD_PRELOAD_MIN=64K UMAPD_HEAP_DIR="$(heap_dir_of)" \
 	"$PROG" "$WORK/paged.dat" "$MODE" >"$WORK/paged.out" 2>"$WORK/stderr"
 rc=$?
 if grep -q "userfaultfd is not usable\|cannot start\|not permitted" "$WORK/stderr"; then
@@ -42,6 +50,13 @@ if [[ $MODE != pwrite ]]; then
 	cmp "$WORK/orig.dat" "$WORK/paged.dat" || t_fail "the file changed under the preload library"
 fi
 [[ -z "$(ls -A "$WORK/swap")" ]] || t_fail "files left in UMAPD_HEAP_DIR: $(ls -A "$WORK/swap")"
+if [[ -n "${BADDIR:-}" ]]; then
+	lines=$(wc -l <"$WORK/stderr")
+	((lines == 1)) && grep -q "UMAPD_HEAP_DIR" "$WORK/stderr" ||
+		t_fail "a bad UMAPD_HEAP_DIR: expected one line naming it, got $lines: $(head -c 300 "$WORK/stderr")"
+	[[ ! -e "$WORK/stats" ]] || t_fail "a bad UMAPD_HEAP_DIR: something was paged: $(tr '\n' ' ' <"$WORK/stats")"
+	t_pass "bad UMAPD_HEAP_DIR: one line ($(cut -c1-100 "$WORK/stderr")...), unpaged, outputs and files identical"
+fi
 
 # lib.sh's check_stats takes whole MiB; the same checks in KiB.
 [[ -s "$WORK/stats" ]] || t_fail "no statistics written (stderr: $(head -c 300 "$WORK/stderr"))"
