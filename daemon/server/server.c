@@ -925,8 +925,14 @@ static void on_uffd(struct srv_region *r)
 		for (int i = 0; i < n; i++) {
 			struct srv_region *t;
 
+			if (msgs[i].event == UFFD_EVENT_FORK) {
+				/* A client that enabled fork events would hand us a new
+				 * userfaultfd per fork: not ours to keep. */
+				close((int)msgs[i].arg.fork.ufd);
+				continue;
+			}
 			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
-				continue; /* we asked for no events; a client may have */
+				continue; /* libumapd asks for no events; another client may have */
 			/* The same userfaultfd may serve several regions of the client. */
 			t = find_region(r->c, (uintptr_t)msgs[i].arg.pagefault.address);
 			if (t)
@@ -1116,6 +1122,12 @@ static void do_map(struct srv_client *c, struct proto_msg *m)
 		return;
 	}
 	acc = fcntl(bfd, F_GETFL);
+	if (acc >= 0 && (acc & (O_PATH | O_APPEND | O_DIRECT))) {
+		/* O_PATH cannot be read; pwrite on O_APPEND appends wherever we
+		 * aim it; O_DIRECT needs aligned buffers and offsets. */
+		reply_err(c, EINVAL, "the backing descriptor is O_PATH, O_APPEND or O_DIRECT");
+		return;
+	}
 	if (acc < 0 || (acc & O_ACCMODE) == O_WRONLY || (writable && (acc & O_ACCMODE) != O_RDWR)) {
 		reply_err(c, EACCES, "the backing descriptor is not open for reading (and writing, for a writable region)");
 		return;

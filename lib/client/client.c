@@ -445,7 +445,18 @@ void *cl_map(void *addr, size_t length, int prot, int flags, int fd, off_t offse
 		*err = -ENODEV;
 		return NULL;
 	}
-	acc = fcntl(fd, F_GETFL) & O_ACCMODE;
+	acc = fcntl(fd, F_GETFL);
+	if (acc < 0) {
+		*err = -EBADF;
+		return NULL;
+	}
+	if ((acc & (O_APPEND | O_DIRECT)) || (opts && opts->direct)) {
+		/* The daemon writes back with pwrite into its own buffers: an
+		 * O_APPEND or O_DIRECT file is paged in-process instead. */
+		*err = -ENOTCONN;
+		return NULL;
+	}
+	acc &= O_ACCMODE;
 	if (acc == O_WRONLY || ((prot & PROT_WRITE) && acc != O_RDWR)) {
 		*err = -EACCES;
 		return NULL;

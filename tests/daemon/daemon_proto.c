@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -250,6 +251,24 @@ static void live_checks(struct dt_daemon *d)
 		proto_send(s, PT_MAP, 1, 2, &mp, sizeof(mp), two, 2, false);
 		T_CHECK(drain(s, &closed) == 1 && !closed, "MAP with /dev/zero as userfaultfd: want an error reply");
 		close(f);
+	}
+	t_step("live: MAP with an O_APPEND backing file and a real userfaultfd");
+	{
+		char path[256];
+		int f, u = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+		struct proto_map wm = mp;
+
+		dt_tmpfile(path, 4096, 1);
+		f = open(path, O_RDWR | O_APPEND);
+		if (u < 0)
+			t_skip("no userfaultfd here: %s", strerror(errno));
+		int two[2] = { f, u };
+
+		wm.flags = PROTO_MAP_WRITABLE;
+		proto_send(s, PT_MAP, 1, 3, &wm, sizeof(wm), two, 2, false);
+		T_CHECK(drain(s, &closed) == 1 && !closed, "MAP of an O_APPEND file: want an error reply");
+		close(f);
+		close(u);
 	}
 	t_step("live: a MAP with three descriptors");
 	fds[2] = open("/dev/null", O_RDONLY);
