@@ -37,6 +37,7 @@ int main(int argc, char **argv)
 	cfg.uid_limit = dc.uid_limit;
 	cfg.max_clients = dc.max_clients;
 	cfg.read_ahead = dc.read_ahead;
+	cfg.request_timeout_ms = dc.request_timeout_ms;
 	cfg.listen_fd = -1;
 	n = sdp_listen_fds(fds, 4);
 	if (n < 0) {

@@ -114,6 +114,7 @@ struct srv_client {
 	bool dead;
 	struct proto_session sess;
 	struct proto_rx rx;
+	uint64_t rx_since; /* when the unfinished frame in rx began (0: none) */
 	struct srv_region *regions;
 	unsigned nregions;
 	struct qent *q; /* CLOCK queue, a ring */
@@ -1566,7 +1567,11 @@ static void on_client(struct srv_client *c, uint32_t events)
 		on_frame(c);
 		if (!c->dead)
 			proto_rx_reset(&c->rx);
+		c->rx_since = 0;
 	}
+	/* A frame begun and not finished starts the request timeout. */
+	if (!c->dead && (c->rx.hgot || c->rx.pgot) && !c->rx_since)
+		c->rx_since = now_ns();
 	if (!c->dead && (events & (EPOLLHUP | EPOLLERR)) && !(events & EPOLLIN))
 		client_close(c, "hung up");
 }
@@ -1790,6 +1795,8 @@ int srv_run(const struct srv_config *cfg)
 	int tick_ms = 1000;
 	uint64_t last_tick = now_ns();
 
+	if (S.cfg.request_timeout_ms && S.cfg.request_timeout_ms / 2 < (uint64_t)tick_ms)
+		tick_ms = S.cfg.request_timeout_ms / 2 ? (int)(S.cfg.request_timeout_ms / 2) : 1;
 	if (S.cfg.watchdog_usec && S.cfg.watchdog_usec / 2000 < (uint64_t)tick_ms)
 		tick_ms = (int)(S.cfg.watchdog_usec / 2000) ? (int)(S.cfg.watchdog_usec / 2000) : 1;
 	while (!S.stop) {
@@ -1836,6 +1843,14 @@ int srv_run(const struct srv_config *cfg)
 			last_tick = now_ns();
 			if (S.cfg.watchdog_usec)
 				notify("WATCHDOG=1");
+			/* A client that began a message and went quiet holds a
+			 * connection slot: request_timeout_ms ends it. */
+			for (uint32_t i = 1; S.cfg.request_timeout_ms && i < S.ncl; i++) {
+				struct srv_client *c = S.cl[i];
+
+				if (c && c->rx_since && last_tick - c->rx_since > S.cfg.request_timeout_ms * 1000000ull)
+					client_close(c, "did not finish a message within request_timeout_ms");
+			}
 			if (S.cl[SRV_ORPHAN]->resident)
 				evict_from(S.cl[SRV_ORPHAN], NULL, UINT64_MAX);
 		}

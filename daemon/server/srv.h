@@ -24,7 +24,8 @@ struct srv_config {
 	uint64_t client_limit; /* bytes per client; 0: the budget */
 	uint64_t uid_limit;    /* bytes per uid; 0: no limit */
 	unsigned max_clients;
-	uint64_t read_ahead;    /* pages filled (or mapped) ahead of a scan; 0 or 1: none */
+	uint64_t read_ahead;
+	uint64_t request_timeout_ms; /* a client that starts a frame must finish it in this; 0: no limit */    /* pages filled (or mapped) ahead of a scan; 0 or 1: none */
 	uint64_t watchdog_usec; /* WATCHDOG_USEC, 0: none */
 	/* Hooks into the service manager (sd_notify); may be NULL. */
 	int (*notify)(const char *fmt, ...);

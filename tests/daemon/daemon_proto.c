@@ -321,6 +321,19 @@ static void live_checks(struct dt_daemon *d)
 		send_raw(s, &he, 5);
 	}
 	close(s);
+	t_step("live: half a header, then silence: request_timeout_ms (300) ends the connection");
+	s = conn(d);
+	{
+		struct proto_hdr h = H(PT_HELLO, sizeof(he));
+		uint64_t t0 = t_now_ns();
+
+		send_raw(s, &h, 7);
+		drain(s, &closed); /* returns after 300 ms of quiet, or at the close */
+		while (!closed && t_now_ns() - t0 < 3000000000ull)
+			drain(s, &closed);
+		T_CHECK(closed, "a connection stalled inside a frame was still open after 3 s");
+	}
+	close(s);
 	t_step("live: unknown type, then a good request on the same connection");
 	s = conn(d);
 	T_CHECK(dt_request(s, PT_HELLO, &he, sizeof(he), &m, &rx) == 0, "HELLO");
@@ -398,7 +411,7 @@ int main(void)
 	t_init("daemon.proto", 60);
 	decoder_checks();
 	t_step("start the daemon");
-	dt_daemon_start(&d, "8M", NULL);
+	dt_daemon_start(&d, "8M", (const char *const[]){ "--request-timeout-ms=300", NULL });
 	live_checks(&d);
 	n = corpus_replay(&d);
 	dt_status(&d, &st);
