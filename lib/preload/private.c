@@ -75,6 +75,21 @@ static int fail_once_logged;
 
 /* --- the bitmap ------------------------------------------------------------------- */
 
+/*
+ * Memory the engine's threads read (the bitmap, this structure) must not
+ * come from the umapd heap in heap mode: a thread serving faults must never
+ * touch paged memory (DESIGN.md invariant 1).  So it comes from the C
+ * library's allocator, called directly: wrapping calloc() in pre_enter()
+ * does not work, because the compiler knows calloc reads no program
+ * memory and drops the pre_enter()/pre_leave() pair around it.  free()
+ * routes it back by address.
+ */
+static void *pv_calloc(size_t n)
+{
+	pre_resolve();
+	return pre_real.calloc ? pre_real.calloc(1, n) : NULL;
+}
+
 /* Under bits_lock (either mode). */
 static bool pv_test(struct pre_priv *pv, uint64_t page)
 {
@@ -117,7 +132,7 @@ int pre_priv_reserve(struct pre_priv *pv, uint64_t end)
 	if (need < 2 * pv->nbits)
 		need = 2 * pv->nbits;
 	words = (need + 63) / 64;
-	v = calloc(words, sizeof(*v));
+	v = pv_calloc(words * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	pthread_rwlock_wrlock(&pv->bits_lock);
@@ -135,7 +150,7 @@ int pre_priv_reserve(struct pre_priv *pv, uint64_t end)
 
 int pre_priv_new(int fd, uint64_t base, uint64_t len, struct pre_priv **out)
 {
-	struct pre_priv *pv = calloc(1, sizeof(*pv));
+	struct pre_priv *pv = pv_calloc(sizeof(*pv));
 	const char *dir = getenv("UMAPD_HEAP_DIR");
 
 	if (!pv)
@@ -407,7 +422,7 @@ int pre_priv_store(struct pre_priv *pv, uint64_t off, uint64_t len, struct umapd
 		return -EINVAL;
 	if (pre_priv_reserve(pv, off + len) < 0)
 		return -ENOMEM;
-	s = malloc(sizeof(*s));
+	s = pv_calloc(sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->pub.ops = &pv_ops;
@@ -463,7 +478,7 @@ int pre_priv_copy(struct pre_priv *from, struct pre_priv *to, uint64_t off, uint
 			ssize_t w;
 
 			ret = pre_priv_swap(to);
-			if (ret == 0 && !buf && !(buf = malloc(cap)))
+			if (ret == 0 && !buf && !(buf = pv_calloc(cap)))
 				ret = -ENOMEM;
 			if (ret == 0)
 				ret = read_full(sfd, buf, n, at - from->base);

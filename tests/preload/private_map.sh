@@ -22,6 +22,15 @@ budget_kib=$(awk -v b="$5" 'BEGIN { v = int(b * 1024); if (v < 64) v = 64; print
 # baddir: the random mode with UMAPD_HEAP_DIR naming no directory, a
 # configuration error: one line, and the mapping stays the kernel's.
 heap_dir_of() { echo "$WORK/swap"; }
+# heap: the random mode in heap mode too, with a threshold so low that
+# the library's own bookkeeping would land in the umapd heap if it asked
+# for it there (the engine's threads read it: they would fault on memory
+# they serve themselves and hang).
+EXTRA_ENV=()
+if [[ $MODE == heap ]]; then
+	MODE=random
+	EXTRA_ENV=(UMAPD_PRELOAD_HEAP=1 UMAPD_HEAP_THRESHOLD=1K)
+fi
 if [[ $MODE == baddir ]]; then
 	MODE=random
 	heap_dir_of() { echo "$WORK/no/such/dir"; }
@@ -38,7 +47,7 @@ mkdir -p "$WORK/swap"
 rm -f "$WORK/stats"
 timeout -k 5 150 env LD_PRELOAD="$PRELOAD" UMAPD_BUFSIZE="${budget_kib}K" UMAPD_STATS_FILE="$WORK/stats" \
 	UMAPD_PRELOAD_FILES="$WORK/paged.*" UMAPD_PRELOAD_MIN=64K UMAPD_HEAP_DIR="$(heap_dir_of)" \
-	"$PROG" "$WORK/paged.dat" "$MODE" >"$WORK/paged.out" 2>"$WORK/stderr"
+	"${EXTRA_ENV[@]}" "$PROG" "$WORK/paged.dat" "$MODE" >"$WORK/paged.out" 2>"$WORK/stderr"
 rc=$?
 if grep -q "userfaultfd is not usable\|cannot start\|not permitted" "$WORK/stderr"; then
 	t_skip "userfaultfd is not usable here: $(head -n 1 "$WORK/stderr")"
