@@ -113,6 +113,7 @@ static ssize_t coherent(struct io_call *c)
 		/* Everything past the smaller of the two sizes changes. */
 		io.off = (uint64_t)(c->off < st.st_size ? c->off : st.st_size);
 		io.len = UINT64_MAX - io.off;
+		io.truncate = c->off < st.st_size;
 		break;
 	case IO_FALLOCATE:
 		io.off = (uint64_t)c->off;

@@ -1091,6 +1091,31 @@ void pre_files_before_io(struct pre_io *io)
 	}
 }
 
+/*
+ * The file was truncated to size under private piece p, [s, e) being the
+ * part of p from the page holding the new end on.  The kernel unmaps a
+ * private mapping's copies of whole pages past the end too (so they raise
+ * SIGBUS, and read the file again if it grows back); the page holding the
+ * new end keeps them.  Same here: whole pages past the end are dropped
+ * unwritten and forgotten in the swap file; the next fault reads the file
+ * and the engine finds it short.
+ */
+static void truncate_private(struct pf_piece *p, uint64_t size, uintptr_t s, uintptr_t e)
+{
+	uint64_t ps = file_off(p->f, p->start), from = round_up(size, sys_page);
+	uintptr_t cut_at = from > ps ? p->start + (from - ps) : p->start;
+
+	if (cut_at > s)
+		s = cut_at;
+	if (s >= e)
+		return;
+	pre_enter();
+	if (umapd_discard((void *)s, e - s) < 0)
+		log_failure("dropping private pages past the end of the file", p->f, s, errno);
+	pre_leave();
+	pre_priv_drop(p->f->pv, file_off(p->f, s), e - s);
+}
+
 void pre_files_after_write(struct pre_io *io)
 {
 	struct pf_file *grown[8];
@@ -1109,6 +1134,10 @@ void pre_files_after_write(struct pre_io *io)
 			grown[ngrown++] = p->f;
 		if (!p->rg || !piece_span(p, io->off, io->len, &s, &e))
 			continue;
+		if (p->f->pv && io->truncate) {
+			truncate_private(p, io->off, s, e);
+			continue;
+		}
 		/* The file changed under these pages: drop them so the next
 		 * access reads it.  They are clean (before_io wrote them). */
 		pre_enter();

@@ -184,6 +184,7 @@ struct pre_io {
 	ino_t ino;
 	uint64_t off, len;   /* file range being read or written */
 	bool write;
+	bool truncate;       /* ftruncate to off, below the old size */
 	bool found;          /* the file has tracked mappings */
 };
 void pre_files_lock(void);

@@ -243,6 +243,8 @@ static struct pre_priv *pv_of(struct umapd_store *s)
 	return ((struct pv_store *)s)->pv;
 }
 
+static int64_t s_size(struct umapd_store *s);
+
 /* Length of the run of pages from off, at most len bytes, that all read
  * from the same place; *swap: that place is the swap file. */
 static size_t pv_run(struct pre_priv *pv, uint64_t off, size_t len, bool *swap)
@@ -256,8 +258,9 @@ static size_t pv_run(struct pre_priv *pv, uint64_t off, size_t len, bool *swap)
 	return at >= end ? len : (size_t)(at - off);
 }
 
-/* Read len bytes at off of fd; past its end, zeros. */
-static int read_full(int fd, char *p, size_t len, uint64_t off)
+/* Read len bytes at off of fd; past its end, zeros (and *eof set, if
+ * eof is not NULL). */
+static int read_full(int fd, char *p, size_t len, uint64_t off, bool *eof)
 {
 	while (len > 0) {
 		ssize_t n = pread(fd, p, len, (off_t)off);
@@ -268,6 +271,8 @@ static int read_full(int fd, char *p, size_t len, uint64_t off)
 			return -errno;
 		if (n == 0) {
 			memset(p, 0, len);
+			if (eof)
+				*eof = true;
 			return 0;
 		}
 		p += n;
@@ -277,9 +282,18 @@ static int read_full(int fd, char *p, size_t len, uint64_t off)
 	return 0;
 }
 
+/*
+ * The engine's synchronous fill reads through here and takes zeros past
+ * the end of the file as data; only its asynchronous one (extents) asks
+ * size() after a short read.  So a read whose first page lies wholly past
+ * the end of the file -- the file was truncated under the mapping, and the
+ * first page is the one faulted on -- fails with ENXIO, which the engine
+ * turns into the SIGBUS the kernel gives (tests/preload private_truncate).
+ */
 static int s_read(struct umapd_store *s, void *buf, size_t len, uint64_t off)
 {
 	struct pre_priv *pv = pv_of(s);
+	uint64_t first = off;
 	char *p = buf;
 	int ret = 0;
 
@@ -287,16 +301,18 @@ static int s_read(struct umapd_store *s, void *buf, size_t len, uint64_t off)
 		return -EINVAL;
 	pthread_rwlock_rdlock(&pv->bits_lock);
 	while (len > 0 && ret == 0) {
-		bool swap;
+		bool swap, eof = false;
 		size_t n = pv_run(pv, off, len, &swap);
 		int sfd = atomic_load_explicit(&pv->swap_fd, memory_order_acquire);
 
 		if (swap && sfd >= 0)
-			ret = read_full(sfd, p, n, off - pv->base);
+			ret = read_full(sfd, p, n, off - pv->base, NULL);
 		else if (swap)
 			ret = -EIO; /* cannot happen: a written page had a swap file */
 		else
-			ret = read_full(pv->file_fd, p, n, off);
+			ret = read_full(pv->file_fd, p, n, off, &eof);
+		if (ret == 0 && eof && off == first && s_size(s) <= (int64_t)first)
+			ret = -ENXIO;
 		p += n;
 		off += n;
 		len -= n;
@@ -481,7 +497,7 @@ int pre_priv_copy(struct pre_priv *from, struct pre_priv *to, uint64_t off, uint
 			if (ret == 0 && !buf && !(buf = pv_calloc(cap)))
 				ret = -ENOMEM;
 			if (ret == 0)
-				ret = read_full(sfd, buf, n, at - from->base);
+				ret = read_full(sfd, buf, n, at - from->base, NULL);
 			if (ret == 0) {
 				w = pwrite(atomic_load(&to->swap_fd), buf, n, (off_t)(at - to->base));
 				if (w != (ssize_t)n)

@@ -19,6 +19,11 @@
  *   pwrite    the program writes the file with pwrite while it has a
  *             private mapping: pages it never wrote through the map show
  *             the new bytes, pages it did keep its own.
+ *   truncate  pages written all over, then the file truncated to a little
+ *             more than half: whole pages past the end raise SIGBUS, private
+ *             copies included; below the end, and in the page holding it,
+ *             the copies stay.  (The file changes here, by ftruncate; both
+ *             runs change it alike.)
  *   exit      every page written, then exit() with the mapping still there:
  *             nothing of it may reach the file (private_map.sh also checks
  *             that the private pages were dropped, not written to swap).
@@ -34,6 +39,8 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,6 +353,52 @@ static void mode_fork(void)
 	       (unsigned long long)fnv(model, size, 0xcbf29ce484222325ull));
 }
 
+static sigjmp_buf bus_jump;
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	siglongjmp(bus_jump, 1);
+}
+
+/* Read one byte of page pg, or -1 if that raises SIGBUS.  Not inlined:
+ * the caller's variables must not live in the frame siglongjmp returns to. */
+static __attribute__((noinline)) int probe(volatile unsigned char *m, size_t pg)
+{
+	if (sigsetjmp(bus_jump, 1))
+		return -1;
+	return m[pg * PG];
+}
+
+static void mode_truncate(void)
+{
+	unsigned char *m = map(PROT_READ | PROT_WRITE);
+	size_t end = (npages / 2) * PG + 100, bus = 0, first = npages / 2 + 1;
+	struct sigaction sa;
+
+	for (size_t pg = 0; pg < npages; pg++)
+		scribble(m, pg);
+	check("written", m, 0, npages);
+	if (ftruncate(fd, (off_t)end) < 0)
+		die("ftruncate");
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_sigbus;
+	if (sigaction(SIGBUS, &sa, NULL) < 0)
+		die("sigaction");
+	for (size_t pg = first; pg < npages; pg++)
+		bus += probe(m, pg) < 0;
+	/* A SIGBUS from now on is a failure, never a jump into a dead frame. */
+	sa.sa_handler = SIG_DFL;
+	if (sigaction(SIGBUS, &sa, NULL) < 0)
+		die("sigaction");
+	/* Below the end, including the page holding it, the copies stay. */
+	check("below the new end", m, 0, first);
+	if (munmap(m, size) < 0)
+		die("munmap");
+	printf("truncate: %zu of %zu pages past the end raised SIGBUS; below it map = model %016llx\n", bus,
+	       npages - first, (unsigned long long)fnv(model, first * PG, 0xcbf29ce484222325ull));
+}
+
 static void mode_exit(void)
 {
 	unsigned char *m = map(PROT_READ | PROT_WRITE);
@@ -363,7 +416,7 @@ int main(int argc, char **argv)
 	struct stat st;
 
 	if (argc != 3) {
-		fprintf(stderr, "usage: %s FILE random|dontneed|mremap|mprotect|pwrite|fork|exit\n", argv[0]);
+		fprintf(stderr, "usage: %s FILE random|dontneed|mremap|mprotect|pwrite|fork|exit|truncate\n", argv[0]);
 		return 2;
 	}
 	file = argv[1];
@@ -391,6 +444,8 @@ int main(int argc, char **argv)
 		mode_fork();
 	else if (!strcmp(argv[2], "exit"))
 		mode_exit();
+	else if (!strcmp(argv[2], "truncate"))
+		mode_truncate();
 	else
 		return 2;
 	return 0;
