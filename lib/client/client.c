@@ -618,16 +618,28 @@ int cl_unmap(void *addr)
 int cl_range(void *addr, size_t length, bool evict)
 {
 	uintptr_t s = (uintptr_t)addr, e;
-	struct cl_region *hit[64];
-	int n = 0, first = 0;
+	struct cl_region **hit = NULL;
+	int n = 0, cap = 0, first = 0;
 
 	if (!addr || length == 0 || s > UINTPTR_MAX - length)
 		return 0; /* the engine's checks report it */
 	e = s + length;
 	pthread_mutex_lock(&C.lock);
-	for (struct cl_region *r = C.pid == getpid() ? C.regions : NULL; r && n < 64; r = r->next)
-		if (s < r->addr + r->len && r->addr < e)
-			hit[n++] = r;
+	for (struct cl_region *r = C.pid == getpid() ? C.regions : NULL; r; r = r->next) {
+		if (!(s < r->addr + r->len && r->addr < e))
+			continue;
+		if (n == cap) {
+			struct cl_region **h = realloc(hit, (size_t)(cap = cap ? cap * 2 : 8) * sizeof(*h));
+
+			if (!h) {
+				pthread_mutex_unlock(&C.lock);
+				free(hit);
+				return -ENOMEM;
+			}
+			hit = h;
+		}
+		hit[n++] = r;
+	}
 	pthread_mutex_unlock(&C.lock);
 	/* Regions are freed only by cl_unmap; an application that unmaps a
 	 * region while flushing it gets what munmap-while-msync gets. */
@@ -640,6 +652,7 @@ int cl_range(void *addr, size_t length, bool evict)
 		if (ret < 0 && !first)
 			first = ret;
 	}
+	free(hit);
 	return first < 0 ? first : n;
 }
 
@@ -660,13 +673,21 @@ __attribute__((constructor)) static void cl_init(void)
 /* At exit, as for in-process regions: the data reaches the file. */
 __attribute__((destructor)) static void cl_flush_at_exit(void)
 {
-	struct cl_region *v[256];
-	int n = 0;
+	struct cl_region **v = NULL;
+	int n = 0, cap = 0;
 
 	pthread_mutex_lock(&C.lock);
 	if (C.pid == getpid())
-		for (struct cl_region *r = C.regions; r && n < 256; r = r->next)
+		for (struct cl_region *r = C.regions; r; r = r->next) {
+			if (n == cap) {
+				struct cl_region **nv = realloc(v, (size_t)(cap = cap ? cap * 2 : 16) * sizeof(*nv));
+
+				if (!nv)
+					break; /* flush what we have room to name */
+				v = nv;
+			}
 			v[n++] = r;
+		}
 	pthread_mutex_unlock(&C.lock);
 	/* Regions are freed only by cl_unmap, which nobody calls during exit. */
 	for (int i = 0; i < n; i++) {
@@ -676,6 +697,7 @@ __attribute__((destructor)) static void cl_flush_at_exit(void)
 			ulog_error("daemon region %p: write-back at exit failed: %s", (void *)v[i]->addr,
 				   ulog_errname(-ret));
 	}
+	free(v);
 }
 
 /* ---------------------------------------------------------------- public */
