@@ -556,7 +556,8 @@ static uint64_t evict_from(struct srv_client *c, struct srv_client *who, uint64_
 		f->st[e.pg] |= PG_VICTIM;
 		picked += f->psize;
 	}
-	qsort(v, nv, sizeof(*v), victim_cmp);
+	if (nv > 1)
+		qsort(v, nv, sizeof(*v), victim_cmp);
 	for (size_t i = 0; i < nv;) {
 		struct srv_file *f = v[i].f;
 		size_t j = i + 1;

@@ -133,7 +133,7 @@ void dt_daemon_alive(struct dt_daemon *d, const char *when)
 
 void dt_daemon_dump_log(const struct dt_daemon *d)
 {
-	char buf[4096];
+	char buf[16384];
 	int fd = open(d->log, O_RDONLY);
 	ssize_t n;
 	off_t sz = fd >= 0 ? lseek(fd, 0, SEEK_END) : 0;
