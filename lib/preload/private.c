@@ -71,7 +71,7 @@ struct pv_store {
 _Atomic uint64_t pre_priv_swap_bytes;
 _Atomic unsigned pre_priv_mappings;
 
-static int fail_once_logged;
+static atomic_int fail_once_logged; /* the "no swap file" line is logged once */
 
 /* --- the bitmap ------------------------------------------------------------------- */
 
