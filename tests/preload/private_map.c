@@ -24,6 +24,9 @@
  *             copies included; below the end, and in the page holding it,
  *             the copies stay.  (The file changes here, by ftruncate; both
  *             runs change it alike.)
+ *   threads   four threads write and read back their own pages (every
+ *             fourth page each, so neighbours belong to other threads) at
+ *             the same time, twice over; then the whole map is checked.
  *   exit      every page written, then exit() with the mapping still there:
  *             nothing of it may reach the file (private_map.sh also checks
  *             that the private pages were dropped, not written to swap).
@@ -38,6 +41,7 @@
 #define _GNU_SOURCE
 #endif
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -353,6 +357,64 @@ static void mode_fork(void)
 	       (unsigned long long)fnv(model, size, 0xcbf29ce484222325ull));
 }
 
+struct worker {
+	pthread_t t;
+	unsigned char *m;
+	size_t k;          /* this thread's pages are k, k + 4, k + 8, ... */
+	uint64_t rng;      /* its own generator: the writes do not depend on timing */
+	int bad;           /* first page that read back wrong + 1, or 0 */
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	for (int round = 0; round < 2; round++) {
+		for (size_t pg = w->k; pg < npages; pg += 4) {
+			uint64_t x = w->rng;
+
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			w->rng = x;
+			for (size_t i = 0; i < PG; i += 64) {
+				w->m[pg * PG + i] = (unsigned char)(x >> (i % 56));
+				model[pg * PG + i] = (unsigned char)(x >> (i % 56));
+			}
+		}
+		for (size_t pg = w->k; pg < npages && !w->bad; pg += 4)
+			if (memcmp(w->m + pg * PG, model + pg * PG, PG))
+				w->bad = (int)pg + 1;
+	}
+	return NULL;
+}
+
+static void mode_threads(void)
+{
+	uint64_t h0 = file_hash();
+	unsigned char *m = map(PROT_READ | PROT_WRITE);
+	struct worker w[4];
+
+	for (size_t k = 0; k < 4; k++) {
+		w[k] = (struct worker){ .m = m, .k = k, .rng = 0x9e3779b97f4a7c15ull * (k + 1) };
+		if (pthread_create(&w[k].t, NULL, worker_main, &w[k]))
+			die("pthread_create");
+	}
+	for (size_t k = 0; k < 4; k++) {
+		pthread_join(w[k].t, NULL);
+		if (w[k].bad) {
+			printf("FAIL thread %zu: page %d read back wrong\n", k, w[k].bad - 1);
+			exit(1);
+		}
+	}
+	check("after the threads", m, 0, npages);
+	if (munmap(m, size) < 0)
+		die("munmap");
+	check_file("after munmap", h0);
+	printf("threads: 4 threads, %zu pages; map = model %016llx; file unchanged\n", npages,
+	       (unsigned long long)fnv(model, size, 0xcbf29ce484222325ull));
+}
+
 static sigjmp_buf bus_jump;
 
 static void on_sigbus(int sig)
@@ -416,7 +478,7 @@ int main(int argc, char **argv)
 	struct stat st;
 
 	if (argc != 3) {
-		fprintf(stderr, "usage: %s FILE random|dontneed|mremap|mprotect|pwrite|fork|exit|truncate\n", argv[0]);
+		fprintf(stderr, "usage: %s FILE random|dontneed|mremap|mprotect|pwrite|fork|exit|truncate|threads\n", argv[0]);
 		return 2;
 	}
 	file = argv[1];
@@ -446,6 +508,8 @@ int main(int argc, char **argv)
 		mode_exit();
 	else if (!strcmp(argv[2], "truncate"))
 		mode_truncate();
+	else if (!strcmp(argv[2], "threads"))
+		mode_threads();
 	else
 		return 2;
 	return 0;

@@ -87,7 +87,7 @@ mappings=$(stat_of preload_private_mappings)
 swapped=$(stat_of preload_private_swap_bytes)
 dirty=$(stat_of dirty_evictions)
 ((mappings > 0)) || t_fail "no private mapping was paged (stats: $(tr '\n' ' ' <"$WORK/stats"))"
-if [[ $MODE == random || $MODE == dontneed || $MODE == mremap ]]; then
+if [[ $MODE == random || $MODE == dontneed || $MODE == mremap || $MODE == threads ]]; then
 	((dirty > 0 && swapped > 0)) ||
 		t_fail "no dirty page went to the private swap file (stats: $(tr '\n' ' ' <"$WORK/stats"))"
 fi
