@@ -186,11 +186,28 @@ static int tk_writeback(struct cl_region *r, uint64_t from, uint64_t to)
 
 	if (!r->writable)
 		return 0;
-	if (fstat(r->fd, &st) < 0)
-		return -errno;
+	/*
+	 * Processes in takeover write back the same memfd pages on their own.
+	 * Without an order, one could pread a page, another write it and write
+	 * it back, and the first then pwrite the old bytes over the new.  An
+	 * exclusive lock on the range makes write-backs one at a time: the
+	 * last one after a write reads what that write left.
+	 */
+	struct flock lk = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)from,
+			    .l_len = (off_t)(to - from) };
+
+	while (fcntl(r->fd, F_OFD_SETLKW, &lk) < 0)
+		if (errno != EINTR)
+			break; /* no lock support here: write back unordered */
 	b = malloc(1 << 20);
-	if (!b)
-		return -ENOMEM;
+	if (!b || fstat(r->fd, &st) < 0) {
+		int e = b ? errno : ENOMEM;
+
+		free(b);
+		lk.l_type = F_UNLCK;
+		fcntl(r->fd, F_OFD_SETLK, &lk);
+		return -e;
+	}
 	for (off_t at = (off_t)from; at < (off_t)to;) {
 		off_t d = lseek(r->memfd, at, SEEK_DATA), h;
 
@@ -219,6 +236,8 @@ static int tk_writeback(struct cl_region *r, uint64_t from, uint64_t to)
 			break;
 	}
 	free(b);
+	lk.l_type = F_UNLCK;
+	fcntl(r->fd, F_OFD_SETLK, &lk);
 	return first;
 }
 
