@@ -1798,11 +1798,15 @@ int srv_run(const struct srv_config *cfg)
 
 	if (S.cfg.request_timeout_ms && S.cfg.request_timeout_ms / 2 < (uint64_t)tick_ms)
 		tick_ms = S.cfg.request_timeout_ms / 2 ? (int)(S.cfg.request_timeout_ms / 2) : 1;
-	if (S.cfg.watchdog_usec && S.cfg.watchdog_usec / 2000 < (uint64_t)tick_ms)
-		tick_ms = (int)(S.cfg.watchdog_usec / 2000) ? (int)(S.cfg.watchdog_usec / 2000) : 1;
+	/* A third of the watchdog period: a ping late by a busy loop or a
+	 * loaded CPU still arrives in time. */
+	if (S.cfg.watchdog_usec && S.cfg.watchdog_usec / 3000 < (uint64_t)tick_ms)
+		tick_ms = (int)(S.cfg.watchdog_usec / 3000) ? (int)(S.cfg.watchdog_usec / 3000) : 1;
 	while (!S.stop) {
 		struct epoll_event evs[64];
-		int n = epoll_wait(S.ep, evs, 64, tick_ms);
+		/* Wait only until the next tick is due, not a whole tick from now. */
+		uint64_t since = now_ns() - last_tick, period = (uint64_t)tick_ms * 1000000ull;
+		int n = epoll_wait(S.ep, evs, 64, since >= period ? 0 : (int)((period - since) / 1000000) + 1);
 
 		if (n < 0 && errno != EINTR) {
 			ulog_error("epoll_wait: %s", ulog_errname(errno));
