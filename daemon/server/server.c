@@ -816,10 +816,10 @@ static void serve_fault(struct srv_region *r, const struct uffd_msg *m)
 				n++;
 		}
 		ret = do_continue_n(r, a, n, !write, &mapped);
-		if (ret == -EEXIST && mapped > 0)
-			ret = 0; /* a later page was mapped already: the faulting one is in */
+		if (ret < 0 && mapped >= f->psize)
+			ret = 0; /* stopped at a later page (mapped already, or missing): the faulting one is in */
 		r->next_pg = pg + (mapped >> f->pshift > 0 ? mapped >> f->pshift : 1);
-		if (ret == -EFAULT) /* not in the memfd after all: someone punched it */
+		if (ret == -EFAULT) /* the faulting page is not in the memfd after all: someone punched it */
 			ret = repair_page(r, pg, a, !write);
 		if (ret == -EEXIST)
 			wake(r, a);
@@ -989,10 +989,11 @@ static void region_release(struct srv_region *r)
 			}
 		if (same)
 			continue; /* still ours through another region */
-		uncharge(f, pg);
 		if (other) {
+			uncharge(f, pg);
 			charge(f, pg, other->c);
-		} else if (wb_page(f, pg, true, c) < 0) {
+		} else if (wb_page(f, pg, true, c) < 0) { /* (which uncharges what it drops) */
+			uncharge(f, pg);
 			charge(f, pg, S.cl[SRV_ORPHAN]); /* write failed: keep it, retried later */
 		}
 	}

@@ -82,6 +82,24 @@ int main(void)
 			T_CHECK(b[i] == 0xab, "file offset %zu: %#x after unmap", 4096 + i, b[i]);
 	}
 	T_ERR(umapd_unmap(p), EINVAL);
+	{
+		/* Our own account at the daemon is empty again (not just the node's). */
+		int s = dt_admin_open(&d);
+		struct proto_msg m;
+		struct proto_rx rx;
+
+		proto_rx_init(&rx);
+		T_CHECK(dt_request(s, PT_CLIENTS, NULL, 0, &m, &rx) == 0, "CLIENTS");
+		for (uint32_t i = 0; i < m.count; i++) {
+			struct proto_client_info ci;
+
+			memcpy(&ci, (const char *)m.list + i * sizeof(ci), sizeof(ci));
+			T_CHECK(ci.resident == 0, "client %u (pid %u) still charged %llu bytes after unmapping everything",
+				ci.id, ci.pid, (unsigned long long)ci.resident);
+		}
+		proto_rx_free(&rx);
+		close(s);
+	}
 	dt_status(&d, &st);
 	T_CHECK(st.regions == 0 && st.resident == 0, "after unmapping all: %llu regions, %llu bytes resident",
 		(unsigned long long)st.regions, (unsigned long long)st.resident);
