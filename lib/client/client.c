@@ -299,7 +299,8 @@ static int rpc(uint16_t type, const void *p, uint32_t len, const int *fds, int n
 		ret = proto_decode(&h, rx.payload, rx.fds, rx.nfds, out);
 		if (ret == 0 && h.type == (PT_HELLO | PT_REPLY))
 			C.version = out->u.hello_reply.version; /* under C.rpc, as every use */
-		if (ret == 0 && h.seq != C.seq)
+		/* seq 0: refused before any request was read (allow_users, max_clients). */
+		if (ret == 0 && h.seq != C.seq && !(h.type == PT_ERROR && h.seq == 0))
 			ret = -EPROTO;
 		if (ret == 0 && h.type == PT_ERROR)
 			ret = -out->u.error.err;
