@@ -143,6 +143,7 @@ static struct {
 	struct srv_region *zr;
 	uint64_t start_ns;
 	bool stop;
+	bool no_cfr; /* copy_file_range into a memfd refused: fill through a buffer */
 } S;
 
 static uint64_t now_ns(void)
@@ -762,6 +763,45 @@ static int repair_page(struct srv_region *r, uint64_t pg, uintptr_t a, bool wp)
 	return ret == -EEXIST ? 0 : ret;
 }
 
+/*
+ * Fill n absent pages from pg straight from the backing file into the
+ * memfd with copy_file_range: one copy in the kernel instead of pread into
+ * a buffer and UFFDIO_COPY out of it (which doubled the cost of a scan).
+ * Pages past the end of the file are allocated as zeros.  The caller then
+ * maps them with UFFDIO_CONTINUE.  -EXDEV/-EINVAL/-EOPNOTSUPP/-ENOSYS:
+ * the kernel cannot copy between these files (fall back); other errors
+ * are the file's.
+ */
+static int fill_memfd(struct srv_file *f, uint64_t pg, uint64_t n)
+{
+	loff_t in = (loff_t)(pg << f->pshift), out = in;
+	uint64_t len = n << f->pshift, done = 0;
+
+	while (done < len) {
+		ssize_t k = copy_file_range(f->fd, &in, f->memfd, &out, len - done, 0);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			break; /* end of file */
+		done += (uint64_t)k;
+	}
+	S.total.bytes_read += done;
+	if (done < len) {
+		/* Whole pages past the end of the file: zeros, allocated (a
+		 * CONTINUE needs a page in the memfd), nothing left of before. */
+		uint64_t from = ((pg << f->pshift) + done + 4095) & ~(uint64_t)4095, end = (pg + n) << f->pshift;
+
+		if (from < end &&
+		    (fallocate(f->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(end - from)) < 0 ||
+		     fallocate(f->memfd, 0, (off_t)from, (off_t)(end - from)) < 0))
+			return -errno;
+	}
+	return 0;
+}
+
 static void serve_fault(struct srv_region *r, const struct uffd_msg *m)
 {
 	struct srv_file *f = r->f;
@@ -848,9 +888,43 @@ static void serve_fault(struct srv_region *r, const struct uffd_msg *m)
 		r->win = 1;
 	}
 	make_room(c, n << f->pshift);
+	if (!S.no_cfr) {
+		uint64_t mapped = 0;
+
+		ret = fill_memfd(f, pg, n);
+		if (ret == -EXDEV || ret == -EINVAL || ret == -EOPNOTSUPP || ret == -ENOSYS) {
+			S.no_cfr = true;
+			ulog_info("copy_file_range into the memfd: %s; filling through a buffer and UFFDIO_COPY",
+				  ulog_errname(-ret));
+		} else if (ret == 0) {
+			/* In the memfd now, whatever the client does next. */
+			for (uint64_t i = 0; i < n; i++) {
+				f->st[pg + i] = PG_PRESENT;
+				f->resident++;
+				S.resident += f->psize;
+				charge(f, pg + i, c);
+			}
+			c->st.fills += n;
+			S.total.fills += n;
+			c->st.bytes_read += n << f->pshift;
+			ret = do_continue_n(r, a, n, !write, &mapped);
+			if (ret < 0 && mapped >= f->psize)
+				ret = 0;
+			r->next_pg = pg + (mapped >> f->pshift ? mapped >> f->pshift : 1);
+			if (ret == 0 && write) {
+				f->st[pg] |= PG_DIRTY;
+				f->dirty++;
+				S.dirty += f->psize;
+			} else if (ret < 0 && ret != -ESRCH && ret != -ENOENT) {
+				wake(r, a); /* -EEXIST, -EAGAIN: it faults again if it must */
+			}
+			return;
+		}
+		/* else: the file's read error, reported below */
+	}
 	unsigned char *b;
 
-	ret = read_pages(f, pg, n, &b);
+	ret = S.no_cfr ? read_pages(f, pg, n, &b) : ret;
 	if (ret < 0 && n > 1) {
 		n = 1; /* an error further on is not this fault's: try its page alone */
 		ret = read_page(f, pg, &b);
