@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -224,8 +225,13 @@ static double run(const char *mode, const char *self, const char *path, int proc
 	double secs = (double)(now_ns() - t0) / 1e9;
 
 	if (daemon) {
+		struct rusage ru;
+
 		kill(daemon, SIGTERM);
-		waitpid(daemon, NULL, 0);
+		if (wait4(daemon, NULL, 0, &ru) == daemon)
+			printf("  (daemon CPU: %.2f s user, %.2f s system)\n",
+			       (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
+			       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
 		unlink(sock);
 	}
 	if (cg[0]) {
