@@ -329,7 +329,22 @@ static const char *socket_path(const char *path)
 	return e && *e ? e : PROTO_DEFAULT_SOCKET;
 }
 
+static int cl_connect_locked(const char *path);
+
+/* One connect at a time: two threads racing to connect would make two
+ * sessions and keep one. */
 int cl_connect(const char *path)
+{
+	static pthread_mutex_t connect_lock = PTHREAD_MUTEX_INITIALIZER;
+	int ret;
+
+	pthread_mutex_lock(&connect_lock);
+	ret = cl_connect_locked(path);
+	pthread_mutex_unlock(&connect_lock);
+	return ret;
+}
+
+static int cl_connect_locked(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct proto_hello hello = { 1, PROTO_VERSION, PROTO_ROLE_CLIENT, 0 };
