@@ -97,8 +97,9 @@ struct srv_file {
 	bool fd_writable;
 	uint64_t fsize;  /* backing file size as last seen */
 	uint64_t npages; /* memfd size / psize */
-	uint8_t *st;     /* PG_* per page */
+	uint8_t *st;     /* PG_* per page (an anonymous mapping: see arr_grow) */
 	uint32_t *owner; /* client slot charged for each present page */
+	size_t st_bytes, ow_bytes; /* their mapped sizes */
 	uint64_t resident, dirty; /* pages */
 	struct srv_region *regions;
 	int wb_err; /* first write-back error not yet reported to a flush */
@@ -364,8 +365,10 @@ static void file_free(struct srv_file *f)
 		close(f->memfd);
 	if (f->fd >= 0)
 		close(f->fd);
-	free(f->st);
-	free(f->owner);
+	if (f->st)
+		munmap(f->st, f->st_bytes);
+	if (f->owner)
+		munmap(f->owner, f->ow_bytes);
 	free(f);
 }
 
@@ -442,26 +445,48 @@ static int file_new(const struct stat *st, uint64_t psize, int fd, bool writable
 	return 0;
 }
 
+/*
+ * Page-state arrays are anonymous mappings without reserve: entries never
+ * touched cost no memory, so a client mapping a huge sparse file makes the
+ * daemon pay only for the pages it actually serves.  Grown with mremap
+ * (the new part reads as zeros).
+ */
+static size_t arr_bytes(uint64_t n, size_t each)
+{
+	return (size_t)((n * each + 4095) & ~(uint64_t)4095);
+}
+
+static void *arr_grow(void *old, size_t oldb, size_t newb)
+{
+	void *p;
+
+	if (newb <= oldb)
+		return old;
+	p = old ? mremap(old, oldb, newb, MREMAP_MAYMOVE)
+		: mmap(NULL, newb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
 static int file_grow(struct srv_file *f, uint64_t end)
 {
 	uint64_t np = (end + f->psize - 1) >> f->pshift;
-	uint8_t *st;
-	uint32_t *ow;
+	size_t stb = arr_bytes(np, 1), owb = arr_bytes(np, sizeof(*f->owner));
+	void *p;
 
 	if (np <= f->npages)
 		return 0;
-	if (np > SIZE_MAX / sizeof(uint32_t))
+	if (np > ((uint64_t)1 << 40))
 		return -EOVERFLOW;
-	st = realloc(f->st, np);
-	if (!st)
+	p = arr_grow(f->st, f->st_bytes, stb);
+	if (!p)
 		return -ENOMEM;
-	f->st = st;
-	ow = realloc(f->owner, np * sizeof(*ow));
-	if (!ow)
-		return -ENOMEM;
-	f->owner = ow;
-	memset(f->st + f->npages, 0, np - f->npages);
-	memset(f->owner + f->npages, 0, (np - f->npages) * sizeof(*ow));
+	f->st = p;
+	f->st_bytes = stb > f->st_bytes ? stb : f->st_bytes;
+	p = arr_grow(f->owner, f->ow_bytes, owb);
+	if (!p)
+		return -ENOMEM; /* st stays larger than needed: harmless */
+	f->owner = p;
+	f->ow_bytes = owb > f->ow_bytes ? owb : f->ow_bytes;
 	if (ftruncate(f->memfd, (off_t)(np << f->pshift)) < 0)
 		return -errno;
 	f->npages = np;
