@@ -587,6 +587,8 @@ API int umapd_discard(void *addr, size_t length)
 
 API int umapd_prefetch(void *addr, size_t length)
 {
+	if (cl_owns(addr))
+		return 0; /* a daemon region: the daemon reads ahead by itself */
 	int ret = for_regions(addr, length, do_prefetch, NULL);
 
 	return ret < 0 ? fail(ret) : 0;
@@ -600,6 +602,8 @@ API int umapd_advise(void *addr, size_t length, int advice)
 	case UMAPD_ADV_NORMAL:
 	case UMAPD_ADV_SEQUENTIAL:
 	case UMAPD_ADV_RANDOM:
+		if (cl_owns(addr))
+			return 0; /* a daemon region: advice is the daemon's to infer */
 		ret = for_regions(addr, length, do_advice, &advice);
 		break;
 	case UMAPD_ADV_WILLNEED:
@@ -636,6 +640,10 @@ API int umapd_region_stats(void *addr, struct umapd_stats *out)
 
 API size_t umapd_region_page_size(void *addr)
 {
+	size_t cps = cl_page_size(addr); /* a daemon region? */
+
+	if (cps)
+		return cps;
 	struct eng_region *r = eng.started ? rg_get((uintptr_t)addr) : NULL;
 	size_t ps;
 

@@ -589,6 +589,19 @@ fail:
 	return NULL;
 }
 
+size_t cl_page_size(const void *addr)
+{
+	struct cl_region *r;
+	size_t ps = 0;
+
+	pthread_mutex_lock(&C.lock);
+	r = C.pid == getpid() ? find_locked((uintptr_t)addr) : NULL;
+	if (r)
+		ps = (size_t)r->psize;
+	pthread_mutex_unlock(&C.lock);
+	return ps;
+}
+
 bool cl_owns(const void *addr)
 {
 	bool own;

@@ -42,4 +42,7 @@ int cl_range(void *addr, size_t length, bool evict);
 /* Whether addr is in a daemon region. */
 bool cl_owns(const void *addr);
 
+/* The page size of the daemon region containing addr, or 0. */
+size_t cl_page_size(const void *addr);
+
 #endif /* UMAPD_CLIENT_H */

@@ -52,6 +52,10 @@ int main(void)
 	T_CHECK(st.total.fills >= len / 4096, "only %llu fills for %zu bytes", (unsigned long long)st.total.fills, len);
 	T_CHECK(st.total.evictions > 0, "no evictions with a file 4x the budget");
 
+	t_step("page size, prefetch and advice on a daemon region");
+	T_CHECK(umapd_region_page_size(p + 12345) == 4096, "umapd_region_page_size: %zu", umapd_region_page_size(p + 12345));
+	T_OK(umapd_prefetch(p, len));
+	T_OK(umapd_advise(p, len, UMAPD_ADV_SEQUENTIAL));
 	t_step("write the first half");
 	t_fill_pat(p, half, 0, 2);
 	t_step("read-only region of the same file sees the writes");
