@@ -247,17 +247,19 @@ static bool region_covers(const struct srv_region *r, uint64_t pg)
 /* Write-protect (or unprotect) a page in every client that maps it.  A
  * client gone (-ESRCH), a range not registered yet or any more (-ENOENT,
  * -EINVAL) needs nothing; -EAGAIN (its mm is changing) is retried. */
-static int protect_all(struct srv_file *f, uint64_t pg, bool wp)
+static int protect_run(struct srv_file *f, uint64_t pg, uint64_t n, bool wp)
 {
 	for (struct srv_region *r = f->regions; r; r = r->fnext) {
+		uint64_t rf = r->off >> f->pshift, re = (r->off + r->len) >> f->pshift;
+		uint64_t s = pg > rf ? pg : rf, e = pg + n < re ? pg + n : re;
 		uintptr_t a;
 		int ret, tries = 0;
 
-		if (!region_covers(r, pg))
+		if (r->dead || s >= e)
 			continue;
-		region_page(r, pg, &a);
+		region_page(r, s, &a);
 		do
-			ret = uffd_writeprotect(&r->uffd, a, f->psize, wp, false);
+			ret = uffd_writeprotect(&r->uffd, a, (e - s) << f->pshift, wp, false);
 		while (ret == -EAGAIN && ++tries < SRV_EAGAIN_TRIES);
 		if (ret == -EAGAIN)
 			return ret;
@@ -276,86 +278,118 @@ static void refresh_fsize(struct srv_file *f)
 		f->fsize = (uint64_t)st.st_size;
 }
 
-/*
- * Write page pg back if it is dirty (write-protected in every client
- * first, so no write slips in between the read and the clean mark), and
- * drop it if evict.  A page whose write fails stays present and dirty.
- */
-static int wb_page(struct srv_file *f, uint64_t pg, bool evict, struct srv_client *who)
+/* Pages written back with one pread and one pwrite: up to 1 MiB (at least
+ * one page, whatever its size). */
+static uint64_t wb_run_max(const struct srv_file *f)
 {
-	uint64_t off = pg * f->psize;
+	uint64_t n = ((uint64_t)1 << 20) >> f->pshift;
+
+	return n ? n : 1;
+}
+
+/*
+ * Write back the n dirty pages [pg, pg + n) of f (each present and dirty):
+ * write-protect them in every client that maps them first (one ioctl per
+ * region), so that no write slips in between the read and the clean mark;
+ * pread them from the memfd, pwrite them to the file (never past its end:
+ * the file does not grow), mark them clean.  A failure leaves them dirty
+ * (and protected: a writer faults and finds them dirty) and is kept for
+ * the next flush of the file.
+ */
+static int wb_run(struct srv_file *f, uint64_t pg, uint64_t n, bool evicting, struct srv_client *who)
+{
+	uint64_t off = pg << f->pshift, len = n << f->pshift;
+	unsigned char *b = bounce(len);
 	int ret;
 
-	if (!(f->st[pg] & PG_PRESENT))
-		return 0;
-	if (f->st[pg] & PG_DIRTY) {
-		unsigned char *b = bounce(f->psize);
-		uint64_t len;
-
-		if (!b)
-			return -ENOMEM;
-		ret = protect_all(f, pg, true);
-		if (ret < 0)
-			return ret;
-		if (off + f->psize > f->fsize)
-			refresh_fsize(f);
-		len = off >= f->fsize ? 0 : f->fsize - off < f->psize ? f->fsize - off : f->psize;
-		for (uint64_t done = 0; done < len;) {
-			ssize_t n = pread(f->memfd, b + done, len - done, (off_t)(off + done));
-
-			if (n <= 0) {
-				ret = n < 0 ? -errno : -EIO;
-				goto fail;
-			}
-			done += (uint64_t)n;
-		}
-		for (uint64_t done = 0; done < len;) {
-			ssize_t n = f->fd_writable ? pwrite(f->fd, b + done, len - done, (off_t)(off + done))
-						   : (errno = EBADF, -1);
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				ret = n < 0 ? -errno : -EIO;
-				goto fail;
-			}
-			done += (uint64_t)n;
-		}
-		f->st[pg] &= (uint8_t)~PG_DIRTY;
-		f->dirty--;
-		S.dirty -= f->psize;
-		S.total.bytes_written += len;
-		if (who)
-			who->st.bytes_written += len;
-		if (evict)
-			S.total.dirty_evictions++;
-		else
-			S.total.flushed_pages++;
-	}
-	if (!evict)
-		return 0;
-	if (fallocate(f->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)f->psize) < 0) {
-		ret = -errno;
-		ulog_error("file %llu page %llu: punching it out of the memfd failed: %s",
-			   (unsigned long long)f->ino, (unsigned long long)pg, ulog_errname(-ret));
+	if (!b)
+		return -ENOMEM;
+	ret = protect_run(f, pg, n, true);
+	if (ret < 0)
 		return ret;
+	if (off + len > f->fsize)
+		refresh_fsize(f);
+	if (off >= f->fsize)
+		len = 0;
+	else if (f->fsize - off < len)
+		len = f->fsize - off;
+	for (uint64_t done = 0; done < len;) {
+		ssize_t k = pread(f->memfd, b + done, len - done, (off_t)(off + done));
+
+		if (k <= 0) {
+			ret = k < 0 ? -errno : -EIO;
+			goto fail;
+		}
+		done += (uint64_t)k;
 	}
-	uncharge(f, pg);
-	f->st[pg] = 0;
-	f->resident--;
-	S.resident -= f->psize;
-	S.total.evictions++;
+	for (uint64_t done = 0; done < len;) {
+		ssize_t k = f->fd_writable ? pwrite(f->fd, b + done, len - done, (off_t)(off + done)) : (errno = EBADF, -1);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			ret = k < 0 ? -errno : -EIO;
+			goto fail;
+		}
+		done += (uint64_t)k;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		f->st[pg + i] &= (uint8_t)~PG_DIRTY;
+	f->dirty -= n;
+	S.dirty -= n << f->pshift;
+	S.total.bytes_written += len;
 	if (who)
-		who->st.evictions++;
+		who->st.bytes_written += len;
+	if (evicting)
+		S.total.dirty_evictions += n;
+	else
+		S.total.flushed_pages += n;
 	return 0;
 
 fail:
 	S.total.io_errors++;
 	if (!f->wb_err)
 		f->wb_err = ret;
-	ulog_error("file %llu offset %llu: write-back failed: %s; the page stays dirty",
-		   (unsigned long long)f->ino, (unsigned long long)off, ulog_errname(-ret));
+	ulog_error("file %llu offset %llu, %llu pages: write-back failed: %s; the pages stay dirty",
+		   (unsigned long long)f->ino, (unsigned long long)off, (unsigned long long)n, ulog_errname(-ret));
 	return ret;
+}
+
+/* Punch the n present, clean pages [pg, pg + n) out of the memfd (which
+ * unmaps them from every client) and forget them. */
+static int drop_run(struct srv_file *f, uint64_t pg, uint64_t n, struct srv_client *who)
+{
+	if (fallocate(f->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(pg << f->pshift),
+		      (off_t)(n << f->pshift)) < 0) {
+		int e = errno;
+
+		ulog_error("file %llu pages %llu..%llu: punching them out of the memfd failed: %s",
+			   (unsigned long long)f->ino, (unsigned long long)pg, (unsigned long long)(pg + n - 1),
+			   ulog_errname(e));
+		return -e;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		uncharge(f, pg + i);
+		f->st[pg + i] = 0;
+	}
+	f->resident -= n;
+	S.resident -= n << f->pshift;
+	S.total.evictions += n;
+	if (who)
+		who->st.evictions += n;
+	return 0;
+}
+
+/* Write page pg back if it is dirty, and drop it if evict. */
+static int wb_page(struct srv_file *f, uint64_t pg, bool evict, struct srv_client *who)
+{
+	int ret;
+
+	if (!(f->st[pg] & PG_PRESENT))
+		return 0;
+	if ((f->st[pg] & PG_DIRTY) && (ret = wb_run(f, pg, 1, evict, who)) < 0)
+		return ret;
+	return evict ? drop_run(f, pg, 1, who) : 0;
 }
 
 static void file_free(struct srv_file *f)
@@ -372,14 +406,16 @@ static void file_free(struct srv_file *f)
 	free(f);
 }
 
+static int write_back_range(struct srv_file *f, uint64_t first, uint64_t end, bool evict, struct srv_client *who);
+
 /* A file nobody maps any more: write back and drop what it holds, and free
  * it once nothing is left (pages whose write fails keep it alive). */
 static void file_drain(struct srv_file *f)
 {
 	if (f->regions)
 		return;
-	for (uint64_t pg = 0; pg < f->npages && f->resident; pg++)
-		(void)wb_page(f, pg, true, NULL);
+	if (f->resident)
+		(void)write_back_range(f, 0, f->npages, true, NULL);
 	if (f->resident == 0)
 		file_free(f);
 }
@@ -565,10 +601,6 @@ static uint64_t evict_from(struct srv_client *c, struct srv_client *who, uint64_
 			q_push(c, e);
 			continue;
 		}
-		if ((f->st[e.pg] & PG_DIRTY) && wb_page(f, e.pg, false, who) < 0) {
-			q_push(c, e); /* write failed: keep it, try another */
-			continue;
-		}
 		if (nv == cap) {
 			struct victim_pg *n = realloc(v, (cap = cap ? cap * 2 : 64) * sizeof(*v));
 
@@ -586,32 +618,49 @@ static uint64_t evict_from(struct srv_client *c, struct srv_client *who, uint64_
 		qsort(v, nv, sizeof(*v), victim_cmp);
 	for (size_t i = 0; i < nv;) {
 		struct srv_file *f = v[i].f;
-		size_t j = i + 1;
+		size_t j = i + 1, k;
 
 		while (j < nv && v[j].f == f && v[j].pg == v[j - 1].pg + 1)
 			j++;
+		/* Dirty victims are written back in runs; a run whose write
+		 * fails is kept (dirty, back in the queue). */
+		for (k = i; k < j;) {
+			size_t m = k;
+
+			while (m < j && m - k < wb_run_max(f) && (f->st[v[m].pg] & PG_DIRTY))
+				m++;
+			if (m == k) {
+				k++;
+				continue;
+			}
+			if (wb_run(f, v[k].pg, m - k, true, who) < 0)
+				for (size_t x = k; x < m; x++) {
+					f->st[v[x].pg] &= (uint8_t)~PG_VICTIM;
+					q_push(c, (struct qent){ f->slot, f->gen, v[x].pg });
+				}
+			k = m;
+		}
 		/* Written back and write-protected everywhere; nothing can have
-		 * dirtied them since (this thread serves every write fault). */
-		if (fallocate(f->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(v[i].pg << f->pshift),
-			      (off_t)((j - i) << f->pshift)) < 0) {
-			ulog_error("file %llu pages %llu..%llu: punching them out of the memfd failed: %s",
-				   (unsigned long long)f->ino, (unsigned long long)v[i].pg,
-				   (unsigned long long)v[j - 1].pg, ulog_errname(errno));
-			for (size_t k = i; k < j; k++) {
-				f->st[v[k].pg] &= (uint8_t)~PG_VICTIM;
-				q_push(c, (struct qent){ f->slot, f->gen, v[k].pg });
+		 * dirtied them since (this thread serves every write fault).
+		 * Punch the victims still standing, in runs. */
+		for (k = i; k < j;) {
+			size_t m = k;
+
+			while (m < j && (f->st[v[m].pg] & PG_VICTIM) && (m == k || v[m].pg == v[m - 1].pg + 1))
+				m++;
+			if (m == k) {
+				k++;
+				continue;
 			}
-		} else {
-			for (size_t k = i; k < j; k++) {
-				uncharge(f, v[k].pg);
-				f->st[v[k].pg] = 0;
-				f->resident--;
-				S.resident -= f->psize;
-				freed += f->psize;
+			if (drop_run(f, v[k].pg, m - k, who) == 0) {
+				freed += (m - k) << f->pshift;
+			} else {
+				for (size_t x = k; x < m; x++) {
+					f->st[v[x].pg] &= (uint8_t)~PG_VICTIM;
+					q_push(c, (struct qent){ f->slot, f->gen, v[x].pg });
+				}
 			}
-			S.total.evictions += j - i;
-			if (who)
-				who->st.evictions += j - i;
+			k = m;
 		}
 		i = j;
 	}
@@ -1139,16 +1188,40 @@ static void region_release(struct srv_region *r)
 
 static int write_back_range(struct srv_file *f, uint64_t first, uint64_t end, bool evict, struct srv_client *who)
 {
-	int first_err = 0;
+	int first_err = 0, ret;
 
-	for (uint64_t pg = first; pg < end && pg < f->npages; pg++) {
-		int ret;
+	if (end > f->npages)
+		end = f->npages;
+	/* Dirty pages first, in runs of neighbours. */
+	for (uint64_t pg = first; pg < end;) {
+		uint64_t n = 0;
 
-		if (!(f->st[pg] & PG_PRESENT) || (!evict && !(f->st[pg] & PG_DIRTY)))
+		while (pg + n < end && n < wb_run_max(f) && (f->st[pg + n] & (PG_PRESENT | PG_DIRTY)) == (PG_PRESENT | PG_DIRTY))
+			n++;
+		if (!n) {
+			pg++;
 			continue;
-		ret = wb_page(f, pg, evict, who);
+		}
+		ret = wb_run(f, pg, n, evict, who);
 		if (ret < 0 && !first_err)
 			first_err = ret;
+		pg += n;
+	}
+	/* Then, to evict, the clean present pages, in runs too (pages whose
+	 * write failed are dirty still and stay). */
+	for (uint64_t pg = first; evict && pg < end;) {
+		uint64_t n = 0;
+
+		while (pg + n < end && (f->st[pg + n] & (PG_PRESENT | PG_DIRTY | PG_VICTIM)) == PG_PRESENT)
+			n++;
+		if (!n) {
+			pg++;
+			continue;
+		}
+		ret = drop_run(f, pg, n, who);
+		if (ret < 0 && !first_err)
+			first_err = ret;
+		pg += n;
 	}
 	if (!first_err && f->wb_err) {
 		first_err = f->wb_err; /* an earlier background write-back failed */
