@@ -242,17 +242,27 @@ static void *map_region(struct eng_region *r, void *addr, int prot, int flags, i
 		ret = -errno;
 		goto fail;
 	}
+	/* Registered and in the table as one step for fault_unclaimed(),
+	 * which decides under ev_lock that a fault belongs to no region and
+	 * poisons its page: a stale fault left over from an unmapped region
+	 * at this address must not find the range registered but not yet
+	 * ours, or the new region's page would raise SIGBUS. */
+	pthread_mutex_lock(&eng.ev_lock);
 	ret = uffd_register(&eng.uffd, r->base, r->len, wp);
 	if (ret < 0) {
+		pthread_mutex_unlock(&eng.ev_lock);
 		ulog_error("cannot register %zu bytes at %p with userfaultfd: %s", r->len, base,
 			   ulog_errname(-ret));
 		goto fail;
 	}
+	if (eng_test_map_hook)
+		eng_test_map_hook(r->base, r->len);
 	ret = rg_insert(r);
-	if (ret < 0) {
+	if (ret < 0)
 		uffd_unregister(&eng.uffd, r->base, r->len);
+	pthread_mutex_unlock(&eng.ev_lock);
+	if (ret < 0)
 		goto fail;
-	}
 	return base;
 
 fail:

@@ -13,6 +13,8 @@
 #include "probe/probe.h"
 #include "util/log.h"
 
+void (*eng_test_map_hook)(uintptr_t base, size_t len);
+
 struct engine eng = {
 	.init_lock = PTHREAD_MUTEX_INITIALIZER,
 	.cfg_lock = PTHREAD_MUTEX_INITIALIZER,
@@ -75,10 +77,42 @@ void eng_kick_fillers(void)
 		ulog_debug("kick write: %s", ulog_errname(errno));
 }
 
-static int start_threads(pthread_t **out, unsigned n, void *(*fn)(void *), const char *name)
+/*
+ * Start-up barrier.  Each engine thread maps memory of its own when it
+ * starts (a bounce buffer, a read arena, io_uring rings, its malloc arena).
+ * If that happened after eng_start() returned, it could land in a hole the
+ * application has just unmapped and is about to map again with MAP_FIXED
+ * (or UMAPD_FIXED), which would then silently replace our rings or buffers.
+ * So the engine counts as started only once every thread has done its
+ * set-up, and threads map nothing lazily afterwards but for a region that
+ * asks for another I/O engine (docs/design.md).
+ */
+static pthread_mutex_t ready_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ready_cv = PTHREAD_COND_INITIALIZER;
+static unsigned ready_count;
+
+void eng_thread_ready(void)
+{
+	pthread_mutex_lock(&ready_lock);
+	ready_count++;
+	pthread_cond_broadcast(&ready_cv);
+	pthread_mutex_unlock(&ready_lock);
+}
+
+static void wait_threads_ready(unsigned n)
+{
+	pthread_mutex_lock(&ready_lock);
+	while (ready_count < n)
+		pthread_cond_wait(&ready_cv, &ready_lock);
+	pthread_mutex_unlock(&ready_lock);
+}
+
+/* Start up to n threads; *started says how many did. */
+static int start_threads(pthread_t **out, unsigned n, void *(*fn)(void *), const char *name, unsigned *started)
 {
 	pthread_t *t = calloc(n, sizeof(*t));
 
+	*started = 0;
 	if (!t)
 		return -ENOMEM;
 	for (unsigned i = 0; i < n; i++) {
@@ -97,6 +131,7 @@ static int start_threads(pthread_t **out, unsigned n, void *(*fn)(void *), const
 		}
 		snprintf(tname, sizeof(tname), "%s/%u", name, i);
 		pthread_setname_np(t[i], tname);
+		(*started)++;
 	}
 	*out = t;
 	return 0;
@@ -255,9 +290,17 @@ static int eng_start_locked(void)
 		while (got > 0)
 			stage_put(st[--got]);
 	}
-	ret = start_threads(&eng.fillers, nf, filler_main, "umapd-fault");
+	unsigned nf_up = 0, ne_up = 0;
+
+	pthread_mutex_lock(&ready_lock);
+	ready_count = 0;
+	pthread_mutex_unlock(&ready_lock);
+	ret = start_threads(&eng.fillers, nf, filler_main, "umapd-fault", &nf_up);
 	if (ret == 0)
-		ret = start_threads(&eng.evictors, ne, evictor_main, "umapd-evict");
+		ret = start_threads(&eng.evictors, ne, evictor_main, "umapd-evict", &ne_up);
+	/* Every thread that did start reports in, even one whose set-up
+	 * failed, so this cannot wait forever. */
+	wait_threads_ready(nf_up + ne_up);
 	if (ret < 0) {
 		/* Threads that did start block in epoll on descriptors we keep open;
 		 * the engine stays unstarted and the next call tries again. */

@@ -210,6 +210,8 @@ uint64_t eng_high_mark(void);            /* bytes: evictors start above */
 uint64_t eng_low_mark(void);             /* bytes: evictors stop below */
 void eng_kick_evictors(void);            /* under eng.lock */
 void eng_kick_fillers(void);
+/* An engine thread has made every mapping it needs (engine.c: start-up barrier). */
+void eng_thread_ready(void);
 int eng_config_set(const char *name, const char *value);
 int eng_config_get(const char *name, char *buf, size_t len);
 void eng_stats(struct umapd_stats *out);
@@ -363,11 +365,14 @@ bool rg_live(struct eng_region *r, uintptr_t addr); /* under eng.lock: not in a 
 #define STAGE_BYTES ((size_t)8 << 20)
 struct stage {
 	uintptr_t base;          /* STAGE_BYTES, registered with eng.uffd */
-	struct stage *next;
+	struct stage *next;      /* on the free list */
+	struct stage *all_next;  /* every area ever made (they are never unmapped) */
 };
 int stage_get(struct stage **out);
 void stage_clear(struct stage *s, size_t used); /* drop what was parked */
 void stage_put(struct stage *s);
+/* Is addr inside a staging area?  (Registered memory that is no region's.) */
+bool stage_contains(uintptr_t addr);
 
 /* fault.c */
 void *filler_main(void *arg);
@@ -380,5 +385,9 @@ void fault_watchdog(void);
 int fault_prefetch(struct eng_region *r, uint64_t first, uint64_t end);
 /* Serve the fault again later (its install met EAGAIN: events pending). */
 void fault_retry_later(uintptr_t addr, uint64_t flags, unsigned tries);
+
+/* Tests only: called by umapd_map() between registering a new region with
+ * userfaultfd and entering it in the region table (NULL otherwise). */
+extern void (*eng_test_map_hook)(uintptr_t base, size_t len);
 
 #endif

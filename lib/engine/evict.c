@@ -625,6 +625,7 @@ void *evictor_main(void *arg)
 	unsigned id = (unsigned)(uintptr_t)arg;
 
 	wr_thread_start();
+	eng_thread_ready();
 	pthread_mutex_lock(&eng.lock);
 	while (!eng.stopping) {
 		/* The first evictor also runs the pager watchdog, twice a second. */

@@ -179,6 +179,13 @@ static bool fault_unclaimed(uintptr_t addr, uint64_t flags, unsigned tries)
 		fault_defer_unlocked(addr, flags, 1);
 		return false;
 	}
+	if (stage_contains(page)) {
+		/* A stale fault of a region unmapped long ago, whose address a
+		 * staging area now uses: no thread of the application can be
+		 * waiting there, and a poisoned slot would refuse the next move. */
+		pthread_mutex_unlock(&eng.ev_lock);
+		return true;
+	}
 	ret = uffd_poison(&eng.uffd, page, eng.sys_psize);
 	if (ret == -EOPNOTSUPP) {
 		ulog_error("fault at %p outside any region; this kernel cannot poison it, so it reads zeros",
@@ -631,8 +638,10 @@ void *filler_main(void *arg)
 	f.ep = epoll_create1(EPOLL_CLOEXEC);
 	if (f.bounce == MAP_FAILED || f.ep < 0 || fa_open(&f.fa, f.ep) < 0) {
 		ulog_error("fault thread %u cannot start: %s", id, ulog_errname(errno));
+		eng_thread_ready();
 		goto out;
 	}
+	eng_thread_ready();
 	/* EPOLLEXCLUSIVE: one fault wakes one filler, not all of them. */
 	ev = (struct epoll_event){ .events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = 0 };
 	if (epoll_ctl(f.ep, EPOLL_CTL_ADD, eng.uffd.fd, &ev) < 0) {

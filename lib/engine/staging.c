@@ -16,6 +16,7 @@
 
 static pthread_mutex_t stage_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct stage *stage_free; /* under stage_lock */
+static struct stage *stage_all;  /* under stage_lock */
 
 int stage_get(struct stage **out)
 {
@@ -56,8 +57,23 @@ int stage_get(struct stage **out)
 		return ret;
 	}
 	s->base = (uintptr_t)mem;
+	pthread_mutex_lock(&stage_lock);
+	s->all_next = stage_all;
+	stage_all = s;
+	pthread_mutex_unlock(&stage_lock);
 	*out = s;
 	return 0;
+}
+
+bool stage_contains(uintptr_t addr)
+{
+	bool in = false;
+
+	pthread_mutex_lock(&stage_lock);
+	for (struct stage *s = stage_all; s && !in; s = s->all_next)
+		in = addr >= s->base && addr - s->base < STAGE_BYTES;
+	pthread_mutex_unlock(&stage_lock);
+	return in;
 }
 
 void stage_clear(struct stage *s, size_t used)
