@@ -374,12 +374,6 @@ static int cl_connect_locked(const char *path)
 		pthread_mutex_unlock(&C.lock);
 		return ret;
 	}
-	if (C.pid != getpid()) {
-		/* A forked child inherits the parent's descriptors; they are not its own. */
-		C.uffd.fd = -1;
-		C.regions = NULL;
-		C.thr_started = false;
-	}
 	C.sock = s;
 	C.pid = getpid();
 	pthread_mutex_unlock(&C.lock);
@@ -704,13 +698,30 @@ int cl_range(void *addr, size_t length, bool evict)
 	return first < 0 ? first : n;
 }
 
-/* A forked child must not hold the parent's connection open: the daemon
- * would not see the parent go while the child lives. */
+/*
+ * fork: the child starts unconnected.  It must not hold the parent's
+ * connection open (the daemon would not see the parent go while the child
+ * lives), it has none of the parent's daemon regions (MADV_DONTFORK) and
+ * none of its threads.  The locks are made afresh: one may have been held
+ * at the fork by a thread the child does not have.  (Taking them around the
+ * fork instead could deadlock against an allocator's fork handlers: the
+ * monitor allocates while holding C.lock.)
+ */
 static void cl_atfork_child(void)
 {
 	if (C.sock >= 0)
 		close(C.sock);
 	C.sock = -1;
+	if (C.uffd.fd >= 0)
+		close(C.uffd.fd);
+	C.uffd.fd = -1;
+	C.regions = NULL; /* the parent's; not mapped here */
+	C.thr_started = false;
+	atomic_store(&C.takeover, false);
+	atomic_store(&C.lazy_failed, false);
+	C.pid = 0;
+	pthread_mutex_init(&C.lock, NULL);
+	pthread_mutex_init(&C.rpc, NULL);
 }
 
 __attribute__((constructor)) static void cl_init(void)
