@@ -292,8 +292,13 @@ static int rpc(uint16_t type, const void *p, uint32_t len, const int *fds, int n
 	}
 	proto_rx_init(&rx);
 	ret = proto_send(C.sock, type, C.version ? C.version : PROTO_VERSION, ++C.seq, p, len, fds, nfds, false);
-	if (ret == 0)
-		ret = proto_rx_frame(C.sock, &rx);
+	/* Even if the send failed, a refusal the daemon sent before closing
+	 * (allow_users, max_clients) may be waiting to be read. */
+	if (ret == 0 || ret == -EPIPE || ret == -ECONNRESET) {
+		int r2 = proto_rx_frame(C.sock, &rx);
+
+		ret = r2 == 1 || ret == 0 ? r2 : ret;
+	}
 	if (ret == 1) {
 		memcpy(&h, rx.hdr, sizeof(h));
 		ret = proto_decode(&h, rx.payload, rx.fds, rx.nfds, out);
@@ -314,8 +319,10 @@ static int rpc(uint16_t type, const void *p, uint32_t len, const int *fds, int n
 	proto_rx_free(&rx);
 	pthread_mutex_unlock(&C.rpc);
 	if (ret == -EPIPE || ret == -ECONNRESET || ret == -ENOTCONN) {
-		enter_takeover();
-		ret = -ENOTCONN;
+		/* A session that never got going (HELLO) has nothing to take over. */
+		if (type != PT_HELLO)
+			enter_takeover();
+		ret = type == PT_HELLO ? -ECONNREFUSED : -ENOTCONN;
 	}
 	return ret;
 }
@@ -382,11 +389,18 @@ static int cl_connect_locked(const char *path)
 	pthread_mutex_unlock(&C.rpc);
 	ret = rpc(PT_HELLO, &hello, sizeof(hello), NULL, 0, &m, NULL);
 	pthread_mutex_lock(&C.lock);
-	if (ret == 0 && C.uffd.fd < 0)
+	if (ret == 0 && C.uffd.fd < 0) {
+		/* UMAPD_USER_MODE_ONLY=1, as for in-process paging: faults raised
+		 * in user mode only, which an unprivileged process may have when
+		 * vm.unprivileged_userfaultfd is 0 (read(2) into a region page
+		 * not yet resident then fails with EFAULT). */
+		const char *umo = getenv("UMAPD_USER_MODE_ONLY");
+
 		ret = uffd_open(&C.uffd,
 				UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_MINOR_SHMEM |
 					UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_POISON,
-				false);
+				umo && strcmp(umo, "1") == 0);
+	}
 	if (ret == 0 && (!(C.uffd.features & UFFD_FEATURE_MINOR_SHMEM) ||
 			 !(C.uffd.features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM)))
 		ret = -ENOTSUP;
