@@ -285,8 +285,10 @@ void umapd_free(void *p);
  * with a log line).  If the daemon dies, this process serves its daemon
  * regions' faults itself from then on, and its later maps are in-process.
  * Idempotent.
- * Errors: ENOENT/ECONNREFUSED (no daemon listening there), EACCES (not
- * permitted), ENAMETOOLONG, EPROTONOSUPPORT (no common protocol version),
+ * Errors: ENOENT/ECONNREFUSED (no daemon listening there), EACCES (the
+ * socket's permissions, or the daemon's allow_users/allow_groups), EUSERS
+ * (the daemon has max_clients already), ENAMETOOLONG, EPROTONOSUPPORT (no
+ * common protocol version),
  * ENOTSUP (this kernel's userfaultfd lacks minor faults or write protection
  * on shared memory), EPERM (userfaultfd not permitted), ENOMEM, EMFILE.
  */
