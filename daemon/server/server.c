@@ -1120,10 +1120,16 @@ static void on_uffd(struct srv_region *r)
 				continue; /* libumapd asks for no events; another client may have */
 			/* The same userfaultfd may serve several regions of the client. */
 			t = find_region(r->c, (uintptr_t)msgs[i].arg.pagefault.address);
-			if (t)
+			if (t) {
 				serve_fault(t, &msgs[i]);
-			else
-				(void)uffd_wake(&r->uffd, (uintptr_t)msgs[i].arg.pagefault.address & ~(uintptr_t)4095, 4096);
+			} else {
+				/* Outside the client's regions (unmapped meanwhile): let it
+				 * fault again; a range gone answers -ENOENT. */
+				int ret = uffd_wake(&r->uffd, (uintptr_t)msgs[i].arg.pagefault.address & ~(uintptr_t)4095, 4096);
+
+				if (ret < 0 && ret != -ENOENT && ret != -EINVAL && ret != -ESRCH)
+					ulog_warn("client %u: UFFDIO_WAKE outside its regions: %s", r->c->id, ulog_errname(-ret));
+			}
 		}
 		if (n < 64)
 			return;

@@ -99,6 +99,18 @@ static int tk_continue(uintptr_t a, uint64_t len)
 	return ioctl(C.uffd.fd, UFFDIO_CONTINUE, &c) == 0 ? 0 : -errno;
 }
 
+/* Wake the threads waiting on [a, a + len) so they fault again.  The range
+ * gone (-ENOENT, -EINVAL) or the process exiting (-ESRCH) needs nothing;
+ * anything else is logged (a thread may then stay blocked). */
+static void tk_wake(uintptr_t a, uint64_t len)
+{
+	int ret = uffd_wake(&C.uffd, a, len);
+
+	if (ret < 0 && ret != -ENOENT && ret != -EINVAL && ret != -ESRCH)
+		ulog_error("daemon gone; UFFDIO_WAKE at %#lx (%llu bytes): %s", (unsigned long)a,
+			   (unsigned long long)len, ulog_errname(-ret));
+}
+
 static void tk_fill(struct cl_region *r, uintptr_t a)
 {
 	uint64_t off = r->off + (a - r->addr), done = 0;
@@ -108,7 +120,7 @@ static void tk_fill(struct cl_region *r, uintptr_t a)
 		unsigned char *b = realloc(C.buf, r->psize);
 
 		if (!b) {
-			uffd_wake(&C.uffd, a, r->psize); /* try again later */
+			tk_wake(a, r->psize); /* try again later */
 			return;
 		}
 		C.buf = b;
@@ -123,7 +135,7 @@ static void tk_fill(struct cl_region *r, uintptr_t a)
 			ulog_error("daemon gone; reading offset %llu of region %p failed: %s; the page is poisoned",
 				   (unsigned long long)off, (void *)r->addr, ulog_errname(errno));
 			if (uffd_poison(&C.uffd, a, r->psize) < 0)
-				uffd_wake(&C.uffd, a, r->psize);
+				tk_wake(a, r->psize);
 			return;
 		}
 		if (n == 0)
@@ -135,7 +147,7 @@ static void tk_fill(struct cl_region *r, uintptr_t a)
 	if (ret == -EEXIST) /* the memfd has it (another process filled it) */
 		ret = tk_continue(a, r->psize);
 	if (ret < 0 && ret != -ESRCH && ret != -ENOENT)
-		uffd_wake(&C.uffd, a, r->psize); /* -EEXIST, -EAGAIN: it faults again if it must */
+		tk_wake(a, r->psize); /* -EEXIST, -EAGAIN: it faults again if it must */
 }
 
 static void tk_serve(void)
@@ -155,20 +167,20 @@ static void tk_serve(void)
 		r = find_locked(fa);
 		if (!r) {
 			pthread_mutex_unlock(&C.lock);
-			uffd_wake(&C.uffd, fa & ~(uintptr_t)4095, 4096);
+			tk_wake(fa & ~(uintptr_t)4095, 4096);
 			continue;
 		}
 		a = r->addr + ((fa - r->addr) & ~(uintptr_t)(r->psize - 1));
 		if (fl & UFFD_PAGEFAULT_FLAG_WP) {
 			ret = uffd_writeprotect(&C.uffd, a, r->psize, false, false);
 			if (ret < 0)
-				uffd_wake(&C.uffd, a, r->psize);
+				tk_wake(a, r->psize);
 		} else if (fl & UFFD_PAGEFAULT_FLAG_MINOR) {
 			ret = tk_continue(a, r->psize);
 			if (ret == -EFAULT)
 				tk_fill(r, a); /* punched since the fault was raised */
 			else if (ret < 0)
-				uffd_wake(&C.uffd, a, r->psize);
+				tk_wake(a, r->psize);
 		} else {
 			tk_fill(r, a);
 		}
@@ -249,7 +261,7 @@ static void enter_takeover(void)
 	ulog_warn("the umapd daemon went away: serving this process's %s faults in-process from now on",
 		  C.regions ? "daemon regions'" : "(no regions)");
 	for (struct cl_region *r = C.regions; r; r = r->next)
-		uffd_wake(&C.uffd, r->addr, r->len);
+		tk_wake(r->addr, r->len);
 	pthread_mutex_unlock(&C.lock);
 }
 
