@@ -2011,9 +2011,15 @@ int srv_run(const struct srv_config *cfg)
 	S.hs.kind = H_SIGNAL;
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &S.hl };
 
-	epoll_ctl(S.ep, EPOLL_CTL_ADD, S.lfd, &ev);
+	if (epoll_ctl(S.ep, EPOLL_CTL_ADD, S.lfd, &ev) < 0) {
+		ulog_error("cannot watch the listening socket: %s", ulog_errname(errno));
+		return 1;
+	}
 	ev.data.ptr = &S.hs;
-	epoll_ctl(S.ep, EPOLL_CTL_ADD, S.sfd, &ev);
+	if (epoll_ctl(S.ep, EPOLL_CTL_ADD, S.sfd, &ev) < 0) {
+		ulog_error("cannot watch for signals: %s", ulog_errname(errno));
+		return 1;
+	}
 
 	ulog_info("listening on %s, budget %llu bytes", cfg->listen_fd >= 0 ? "a socket from systemd" : S.cfg.socket_path,
 		  (unsigned long long)S.cfg.budget);
