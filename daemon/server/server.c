@@ -175,20 +175,54 @@ static unsigned char *bounce(size_t len)
 
 /* ---------------------------------------------------------------- queues */
 
+static struct srv_file *q_file(const struct qent *e);
+
+/* Whether a queue entry still names a present page charged to c. */
+static bool q_live(const struct srv_client *c, const struct qent *e)
+{
+	struct srv_file *f = q_file(e);
+
+	return f && e->pg < f->npages && (f->st[e->pg] & PG_PRESENT) && f->owner[e->pg] == c->slot;
+}
+
+/* Drop the entries of pages evicted, unmapped or charged to someone else
+ * since they were queued (unmapping does not walk the queues).  Returns
+ * how many were dropped. */
+static size_t q_compact(struct srv_client *c)
+{
+	size_t kept = 0, n = c->qn;
+
+	for (size_t i = 0; i < n; i++) {
+		struct qent e = c->q[(c->qhead + i) % c->qcap];
+
+		if (q_live(c, &e))
+			c->q[(c->qhead + kept++) % c->qcap] = e;
+	}
+	c->qn = kept;
+	return n - kept;
+}
+
 static bool q_push(struct srv_client *c, struct qent e)
 {
 	if (c->qn == c->qcap) {
-		size_t ncap = c->qcap ? c->qcap * 2 : 256;
-		struct qent *n = malloc(ncap * sizeof(*n));
+		/* Full: first throw out what is stale, and grow only if more than
+		 * half is live (so compactions stay rare: each frees at least
+		 * half the ring). */
+		if (c->qcap)
+			q_compact(c);
+		if (!c->qcap || c->qn > c->qcap / 2) {
+			size_t ncap = c->qcap ? c->qcap * 2 : 256;
+			struct qent *n = malloc(ncap * sizeof(*n));
 
-		if (!n)
-			return false;
-		for (size_t i = 0; i < c->qn; i++)
-			n[i] = c->q[(c->qhead + i) % c->qcap];
-		free(c->q);
-		c->q = n;
-		c->qcap = ncap;
-		c->qhead = 0;
+			if (!n)
+				return false;
+			for (size_t i = 0; i < c->qn; i++)
+				n[i] = c->q[(c->qhead + i) % c->qcap];
+			free(c->q);
+			c->q = n;
+			c->qcap = ncap;
+			c->qhead = 0;
+		}
 	}
 	c->q[(c->qhead + c->qn) % c->qcap] = e;
 	c->qn++;
