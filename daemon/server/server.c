@@ -953,7 +953,7 @@ static void serve_fault(struct srv_region *r, const struct uffd_msg *m)
 	uintptr_t fa = (uintptr_t)m->arg.pagefault.address, a;
 	uint64_t pg = (r->off + (fa - r->addr)) >> f->pshift;
 	bool write = (flags & UFFD_PAGEFAULT_FLAG_WRITE) && r->writable;
-	int ret;
+	int ret = 0; /* set on every path below; gcc -O1 cannot tell */
 
 	region_page(r, pg, &a);
 	c->st.faults++;
