@@ -11,6 +11,30 @@
 #include "srv.h"
 #include "util/log.h"
 
+/*
+ * Keys the configuration accepts (they are shared with the library's
+ * settings) but this daemon does not act on: one thread serves every
+ * client with synchronous reads, and eviction follows the budget itself.
+ * Say so once at start rather than let a changed value look as if it did
+ * something (docs/daemon.md).
+ */
+static void warn_unused_keys(const struct dconf *dc)
+{
+	struct dconf def;
+
+	dconf_defaults(&def);
+	if (dc->fillers != def.fillers)
+		ulog_warn("fillers = %u has no effect: one thread serves every client", dc->fillers);
+	if (dc->evictors != def.evictors)
+		ulog_warn("evictors = %u has no effect: one thread serves every client", dc->evictors);
+	if (dc->page_size != def.page_size)
+		ulog_warn("page_size has no effect: each client chooses its regions' page size");
+	if (dc->io != def.io)
+		ulog_warn("io has no effect: the daemon reads and writes with pread/pwrite");
+	if (dc->high_water != def.high_water || dc->low_water != def.low_water)
+		ulog_warn("high_water/low_water have no effect: the daemon evicts when a fill needs room");
+}
+
 int main(int argc, char **argv)
 {
 	struct dconf dc;
@@ -29,6 +53,7 @@ int main(int argc, char **argv)
 	ulog_set_level((enum ulog_level)dc.log_level);
 	/* Under systemd stderr is the journal: "<3>" ... lets it file each line by priority. */
 	ulog_set_syslog_prefix(dconf_want_syslog_prefix(&dc));
+	warn_unused_keys(&dc);
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.dc = &dc;
 	snprintf(cfg.socket_path, sizeof(cfg.socket_path), "%s", dc.socket_path);
