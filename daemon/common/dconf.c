@@ -7,6 +7,7 @@
  * cannot exist in one and be missing from another.
  */
 #include "dconf.h"
+#include "decimal.h"
 
 #include "util/log.h"
 
@@ -171,25 +172,6 @@ static uint64_t phys_mem(void)
 	return pages > 0 ? (uint64_t)pages * sys_page() : 0;
 }
 
-/* Decimal digits only, at most max. */
-static int parse_dec(const char *s, uint64_t max, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (!*s)
-		return -EINVAL;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -EINVAL;
-		unsigned d = (unsigned)(*s - '0');
-		if (v > (max - d) / 10)
-			return -ERANGE;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return 0;
-}
-
 int dconf_parse_size(const char *s, uint64_t *out)
 {
 	uint64_t v = 0;
@@ -254,7 +236,7 @@ static int parse_id(const char *tok, size_t len, bool group, uint32_t *out, char
 	memcpy(name, tok, len);
 	name[len] = '\0';
 	if (name[0] >= '0' && name[0] <= '9') {
-		if (parse_dec(name, UINT32_MAX - 1, &v) != 0) {
+		if (dc_parse_dec(name, UINT32_MAX - 1, &v) != 0) {
 			say(why, whylen, "%s: '%s' is not a %s id (0..4294967294)", key,
 			    quote(name, q, sizeof(q)), group ? "group" : "user");
 			return -EINVAL;
@@ -398,7 +380,7 @@ static int set_key(struct dconf *c, const struct key *k, const char *v, char *wh
 	}
 	case K_UINT:
 	case K_U64:
-		if (parse_dec(v, UINT64_MAX, &x) != 0 || x < k->min || x > k->max) {
+		if (dc_parse_dec(v, UINT64_MAX, &x) != 0 || x < k->min || x > k->max) {
 			say(why, whylen, "%s: expected an integer %llu..%llu, got '%s'", k->name,
 			    (unsigned long long)k->min, (unsigned long long)k->max, quote(v, q, sizeof(q)));
 			return -EINVAL;
@@ -426,7 +408,7 @@ static int set_key(struct dconf *c, const struct key *k, const char *v, char *wh
 			} else {
 				memcpy(num, v, l - 1);
 				num[l - 1] = '\0';
-				if (parse_dec(num, 1000, &pct) != 0)
+				if (dc_parse_dec(num, 1000, &pct) != 0)
 					pct = 0;
 			}
 			if (pct < 1 || pct > 100) {

@@ -3,6 +3,7 @@
  * descriptions in sd_listen_fds(3), sd_notify(3) and sd_watchdog_enabled(3).
  */
 #include "sd_proto.h"
+#include "decimal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,29 +18,11 @@
 #include <unistd.h>
 
 /*
- * A plain decimal number: digits only (no sign, blanks, "0x" or empty
- * string) and at most `max`.  systemd writes these variables itself, so
+ * The numbers in systemd's variables are parsed strictly (dc_parse_dec:
+ * plain digits, bounded).  systemd writes these variables itself, so
  * anything else means the environment was tampered with or inherited
  * garbage; refusing it is safer than guessing.
  */
-static int parse_dec(const char *s, uint64_t max, uint64_t *out)
-{
-	uint64_t v = 0;
-
-	if (!s || !*s)
-		return -EINVAL;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -EINVAL;
-		unsigned d = (unsigned)(*s - '0');
-		if (v > (max - d) / 10)
-			return -EINVAL;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return 0;
-}
-
 int sdp_listen_fds(int *fds, int max)
 {
 	const char *spid = getenv("LISTEN_PID"), *sfds = getenv("LISTEN_FDS");
@@ -48,8 +31,8 @@ int sdp_listen_fds(int *fds, int max)
 
 	if (!spid || !sfds)
 		goto out; /* not socket-activated (a lone variable is meaningless too) */
-	if (parse_dec(spid, INT32_MAX, &pid) != 0 || pid == 0 ||
-	    parse_dec(sfds, (uint64_t)INT32_MAX - SDP_LISTEN_FDS_START, &n) != 0) {
+	if (dc_parse_dec(spid, INT32_MAX, &pid) != 0 || pid == 0 ||
+	    dc_parse_dec(sfds, (uint64_t)INT32_MAX - SDP_LISTEN_FDS_START, &n) != 0) {
 		ret = -EINVAL;
 		goto out;
 	}
@@ -207,11 +190,11 @@ uint64_t sdp_watchdog_usec(void)
 	const char *su = getenv("WATCHDOG_USEC"), *sp = getenv("WATCHDOG_PID");
 	uint64_t usec, pid;
 
-	if (!su || parse_dec(su, UINT64_MAX, &usec) != 0 || usec == 0)
+	if (!su || dc_parse_dec(su, UINT64_MAX, &usec) != 0 || usec == 0)
 		return 0;
 	if (sp) {
 		/* Set for another process (inherited): the watchdog is not ours. */
-		if (parse_dec(sp, INT32_MAX, &pid) != 0 || (pid_t)pid != getpid())
+		if (dc_parse_dec(sp, INT32_MAX, &pid) != 0 || (pid_t)pid != getpid())
 			return 0;
 	}
 	return usec;
