@@ -76,28 +76,6 @@ static void finish(struct run *r, pid_t *pids, int n)
 	close(r->down[0]);
 }
 
-/* Resident bytes of each client (by connection order) from CLIENTS. */
-static int residents(const struct dt_daemon *d, uint64_t *out, int max)
-{
-	int s = dt_admin_open(d), n = 0;
-	struct proto_msg m;
-	struct proto_rx rx;
-
-	proto_rx_init(&rx);
-	if (dt_request(s, PT_CLIENTS, NULL, 0, &m, &rx) < 0)
-		t_fail("CLIENTS refused");
-	for (uint32_t i = 0; i < m.count && n < max; i++) {
-		struct proto_client_info ci;
-
-		memcpy(&ci, (const char *)m.list + i * sizeof(ci), sizeof(ci));
-		if (ci.role == PROTO_ROLE_CLIENT)
-			out[n++] = ci.resident;
-	}
-	proto_rx_free(&rx);
-	close(s);
-	return n;
-}
-
 int main(int argc, char **argv)
 {
 	struct dt_daemon d;
@@ -118,7 +96,7 @@ int main(int argc, char **argv)
 	run_open(&r);
 	pids[0] = start(&d, &r, small, "1");
 	pids[1] = start(&d, &r, big, "2");
-	T_CHECK(residents(&d, res, 4) == 2, "want 2 clients");
+	T_CHECK(dt_clients(&d, res, 4) == 2, "want 2 clients");
 	a_fair = res[0];
 	b_fair = res[1];
 	T_CHECK(a_fair + b_fair <= 4 * MB, "together %llu bytes, budget 4 MiB", (unsigned long long)(a_fair + b_fair));
@@ -132,7 +110,7 @@ int main(int argc, char **argv)
 	dt_daemon_start(&d, "8M", (const char *const[]){ "--client-limit=1M", NULL });
 	run_open(&r);
 	pids[0] = start(&d, &r, big, "1");
-	T_CHECK(residents(&d, res, 4) == 1, "want 1 client");
+	T_CHECK(dt_clients(&d, res, 4) == 1, "want 1 client");
 	b_limited = res[0];
 	T_CHECK(b_limited <= MB && b_limited >= MB / 2, "with client_limit 1 MiB the client holds %llu bytes",
 		(unsigned long long)b_limited);
@@ -144,7 +122,7 @@ int main(int argc, char **argv)
 	run_open(&r);
 	pids[0] = start(&d, &r, small, "1");
 	pids[1] = start(&d, &r, big, "1");
-	T_CHECK(residents(&d, res, 4) == 2, "want 2 clients");
+	T_CHECK(dt_clients(&d, res, 4) == 2, "want 2 clients");
 	ab_uid = res[0] + res[1];
 	T_CHECK(ab_uid <= 1536 * 1024, "with uid_limit 1.5 MiB one uid's clients hold %llu bytes",
 		(unsigned long long)ab_uid);

@@ -17,26 +17,6 @@
 #include "dtest.h"
 #include "umapd_test.h"
 
-static int nclients(const struct dt_daemon *d)
-{
-	int s = dt_admin_open(d), n = 0;
-	struct proto_msg m;
-	struct proto_rx rx;
-
-	proto_rx_init(&rx);
-	if (dt_request(s, PT_CLIENTS, NULL, 0, &m, &rx) < 0)
-		t_fail("CLIENTS refused");
-	for (uint32_t i = 0; i < m.count; i++) {
-		struct proto_client_info ci;
-
-		memcpy(&ci, (const char *)m.list + i * sizeof(ci), sizeof(ci));
-		n += ci.role == PROTO_ROLE_CLIENT;
-	}
-	proto_rx_free(&rx);
-	close(s);
-	return n;
-}
-
 int main(void)
 {
 	struct dt_daemon d;
@@ -58,7 +38,7 @@ int main(void)
 	p = t_map(len, PROT_READ | PROT_WRITE, 0, fd, 0, 0, 0);
 	t_fill_pat(p, len / 2, 0, 2);
 	T_OK(umapd_flush(p, len));
-	T_CHECK(nclients(&d) == 1, "%d clients before the fork", nclients(&d));
+	T_CHECK(dt_clients(&d, NULL, 0) == 1, "%d clients before the fork", dt_clients(&d, NULL, 0));
 	if (pipe(go) < 0 || pipe(done) < 0)
 		t_fail("pipe");
 	t_step("fork");
@@ -86,7 +66,7 @@ int main(void)
 			_exit(14);
 		_exit(umapd_unmap(q) == 0 ? 0 : 15);
 	}
-	T_CHECK(nclients(&d) == 1, "%d clients after the fork: the child holds the parent's session", nclients(&d));
+	T_CHECK(dt_clients(&d, NULL, 0) == 1, "%d clients after the fork: the child holds the parent's session", dt_clients(&d, NULL, 0));
 	t_step("the parent leaves its session (unmap; the child still lives)");
 	t_unmap(p);
 	T_CHECK(write(go[1], "g", 1) == 1, "write");
@@ -95,7 +75,7 @@ int main(void)
 
 		T_CHECK(read(done[0], &c, 1) == 1, "the child failed before reading (see its exit status)");
 	}
-	T_CHECK(nclients(&d) == 2, "%d clients with the child connected", nclients(&d));
+	T_CHECK(dt_clients(&d, NULL, 0) == 2, "%d clients with the child connected", dt_clients(&d, NULL, 0));
 	t_step("let the child unmap and exit");
 	close(go[1]);
 	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)

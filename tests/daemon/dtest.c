@@ -208,6 +208,30 @@ void dt_status(const struct dt_daemon *d, struct proto_status *st)
 	close(s);
 }
 
+int dt_clients(const struct dt_daemon *d, uint64_t *resident, int max)
+{
+	int s = dt_admin_open(d), n = 0;
+	struct proto_msg m;
+	struct proto_rx rx;
+
+	proto_rx_init(&rx);
+	if (dt_request(s, PT_CLIENTS, NULL, 0, &m, &rx) < 0)
+		t_fail("CLIENTS refused");
+	for (uint32_t i = 0; i < m.count; i++) {
+		struct proto_client_info ci;
+
+		memcpy(&ci, (const char *)m.list + i * sizeof(ci), sizeof(ci));
+		if (ci.role != PROTO_ROLE_CLIENT)
+			continue;
+		if (n < max)
+			resident[n] = ci.resident;
+		n++;
+	}
+	proto_rx_free(&rx);
+	close(s);
+	return n;
+}
+
 pid_t dt_spawn(const struct dt_daemon *d, const char *const *args)
 {
 	const char *argv[16];

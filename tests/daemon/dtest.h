@@ -43,6 +43,9 @@ int dt_admin_open(const struct dt_daemon *d);
  * 0 or the negative errno of an error reply. */
 int dt_request(int s, uint16_t type, const void *p, uint32_t len, struct proto_msg *out, struct proto_rx *rx);
 void dt_status(const struct dt_daemon *d, struct proto_status *st);
+/* CLIENTS: how many client sessions (admin ones aside) the daemon has; the
+ * resident bytes of the first max, in connection order, go to resident. */
+int dt_clients(const struct dt_daemon *d, uint64_t *resident, int max);
 
 /* Re-execute this binary as "self role arg..." with UMAPD_SOCKET set;
  * returns the pid. */
