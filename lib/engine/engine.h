@@ -278,27 +278,32 @@ int fill_install(struct fill_req *q, const char *buf, size_t done, size_t len);
 void fill_done(struct fill_req *q);
 /* Reading store offset off failed for good after `done` bytes were installed. */
 void fill_fail(struct fill_req *q, uint64_t off, size_t done, int err);
+/* readahead.c: the pages to read ahead, chosen under eng.lock. */
+#define RA_RUNS 16
+struct ra_plan {                /* absent pages reserved (FILLING) for read-ahead */
+	unsigned nruns;
+	uint64_t first[RA_RUNS], n[RA_RUNS];
+	uint64_t pages;         /* reserved in all runs */
+	bool keep_dirty;        /* install writable and DIRTY (see fill_req) */
+};
 /*
- * Read-ahead decision for a miss at index (under eng.lock): the pages
- * [*first, *first + return) to read ahead, 0 for none.  Streams are
+ * A miss at index, whose own page is reserved: follow or start a stream
+ * and reserve its read-ahead in *pl (no runs for none).  Streams are
  * detected per region (RA_STREAMS at once); a continuing stream doubles
- * its window up to the region's maximum and counts its last read-ahead's
- * pages as hits.  *dirty: the stream reads, then writes, what it goes
- * through (write: the miss is a write); install the read-ahead writable
- * and dirty.  Call ra_reserved() with the pages
- * actually reserved.
+ * its window up to the region's maximum and counts the read-ahead it went
+ * past as hits.  keep_dirty: the stream reads, then writes, what it goes
+ * through (write: the miss is a write).
  */
-long ra_decide(struct eng_region *r, uint64_t index, bool write, uint64_t *first, bool *dirty);
-void ra_reserved(struct eng_region *r, uint64_t index, uint64_t first, uint64_t n);
+void ra_miss(struct eng_region *r, uint64_t index, bool write, uint64_t budget, struct ra_plan *pl);
 void ra_touch(struct eng_page *p); /* a fault proved a read-ahead page useful */
 /*
- * A fault on a page still being read ahead (under eng.lock): if it lies in
- * the second half of its stream's read-ahead in flight, reserve the next
- * window (*ra: a prefetch fill, n = 0 for none) so that the device is
- * never idle while the application catches up: the asynchronous half of
- * read-ahead, as the kernel's PG_readahead marker does it.
+ * A fault on a page still being read ahead: once less than half a window
+ * of its stream's read-ahead is left ahead of it, reserve the next window
+ * in *pl, so that the device is never idle while the application catches
+ * up: the asynchronous half of read-ahead, as the kernel's PG_readahead
+ * marker does it.
  */
-uint64_t ra_extend(struct eng_region *r, uint64_t index, uint64_t budget, struct fill_req *ra);
+void ra_extend(struct eng_region *r, uint64_t index, uint64_t budget, struct ra_plan *pl);
 /* Read [off, off+len) of r's store into buf, zeros past data_end, retrying
  * a failed read a few times; *got = bytes that came from the store. */
 int fill_read(struct eng_region *r, void *buf, size_t len, uint64_t off, uint64_t data_end, uint64_t *got);

@@ -252,20 +252,23 @@ static int fault_refill_busy(struct filler *f, struct eng_region *r, uint64_t id
  */
 #define RA_CHUNK ((size_t)128 << 10)
 
-static void ra_start(struct filler *f, const struct fill_req *ra)
+static void ra_start(struct filler *f, struct eng_region *r, const struct ra_plan *pl)
 {
-	uint64_t per = RA_CHUNK >> ra->r->pshift;
+	uint64_t per = RA_CHUNK >> r->pshift;
 
 	if (per == 0)
 		per = 1;
-	for (uint64_t done = 0; done < ra->n;) {
-		struct fill_req c = *ra;
+	for (unsigned k = 0; k < pl->nruns; k++) {
+		for (uint64_t done = 0; done < pl->n[k];) {
+			struct fill_req c = { .r = r, .prefetch = true, .readahead = true,
+					      .keep_dirty = pl->keep_dirty };
 
-		c.first = ra->first + done;
-		c.n = ra->n - done < per ? ra->n - done : per;
-		if (fa_start(f->fa, &c, NULL) < 0)
-			fill_run(&c, f->bounce, BOUNCE_BYTES);
-		done += c.n;
+			c.first = pl->first[k] + done;
+			c.n = pl->n[k] - done < per ? pl->n[k] - done : per;
+			if (fa_start(f->fa, &c, NULL) < 0)
+				fill_run(&c, f->bounce, BOUNCE_BYTES);
+			done += c.n;
+		}
 	}
 }
 
@@ -329,9 +332,8 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		uffd_wake(&eng.uffd, pg_addr(r, idx), pg_len(r, idx));
 	} else if (!p) {
 		struct fill_req q = { .r = r, .first = idx, .write = write };
-		struct fill_req ra = { .r = r, .prefetch = true, .readahead = true };
+		struct ra_plan ra = { 0 };
 		struct fa_fault ff = { .addr = addr, .flags = flags, .tries = tries, .t0 = t0 };
-		long w;
 
 		if (eng.resident_bytes + r->psize > budget) {
 			bool ok = fault_defer(addr, flags, tries + 1);
@@ -344,13 +346,11 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 				ulog_error("cannot defer a fault at %p: out of memory", (void *)addr);
 			return false;
 		}
-		w = ra_decide(r, idx, write, &ra.first, &ra.keep_dirty);
 		q.n = fill_reserve(r, idx, 1, budget);
 		/* Read-ahead is a fill of its own, so the faulting thread wakes
 		 * as soon as its page is in, not when the whole window is. */
-		if (q.n && w > 0 && eng.resident_bytes + r->psize <= budget)
-			ra.n = fill_reserve(r, ra.first, (uint64_t)w, budget);
-		ra_reserved(r, idx, ra.first, ra.n);
+		if (q.n)
+			ra_miss(r, idx, write, budget, &ra);
 		if (eng.resident_bytes > eng_high_mark())
 			eng_kick_evictors();
 		if (q.n == 0) {
@@ -364,18 +364,16 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		if (fa_start(f->fa, &q, &ff) == 0) {
 			async = true;
 		} else if (fill_run(&q, f->bounce, BOUNCE_BYTES) == -EAGAIN) {
-			if (ra.n)
-				ra_start(f, &ra);
+			ra_start(f, r, &ra);
 			fault_defer_unlocked(addr, flags, tries + 1);
 			rg_put(r);
 			return false;
 		}
-		if (ra.n)
-			ra_start(f, &ra);
+		ra_start(f, r, &ra);
 	} else if (pg_busy(p->state)) {
 		bool zapped = !wp && (p->state == PG_WRITEBACK || p->state == PG_EVICTING) &&
 			      !p->dropping && !pg_present(addr, addr + 1);
-		struct fill_req ra = { .r = r, .prefetch = true, .readahead = true };
+		struct ra_plan ra = { 0 };
 
 		/* Its owner wakes the waiters when it is done. */
 		p->wake_needed = 1;
@@ -383,8 +381,7 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		if (p->state == PG_FILLING)
 			ra_extend(r, idx, budget, &ra);
 		pthread_mutex_unlock(&eng.lock);
-		if (ra.n)
-			ra_start(f, &ra);
+		ra_start(f, r, &ra);
 		if (zapped && fault_refill_busy(f, r, idx, addr) == -EAGAIN) {
 			fault_defer_unlocked(addr, flags, tries + 1);
 			rg_put(r);

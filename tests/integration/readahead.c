@@ -9,12 +9,19 @@
  *   two       two cursors, in the two halves, moving up in turn: both
  *             streams are followed (one stream slot each)
  *   random    random pages: read-ahead brings (almost) nothing
- *   wasted    a short scan, then umapd_evict: the pages read ahead and never
- *             touched are counted as wasted
+ *   wasted    a short scan, then (once the read-ahead is installed)
+ *             umapd_evict: the pages read ahead and never touched are
+ *             counted as wasted
  *   rmw       a scan that reads and then rewrites every page: once the stream
  *             shows it dirties what it reads, read-ahead installs pages
  *             writable, so at most a quarter of the pages take a
  *             write-protect fault; the file holds every new byte after unmap
+ *   checker   every other page resident (read with UMAPD_ADV_RANDOM), then
+ *             a scan: the pages in between are read ahead, a few faults
+ *             for 1024 absent pages (windows used to end at the first
+ *             resident page, and the scan faulted on every absent one)
+ *   loop      four laps over data 4x the budget: each lap after the
+ *             first faults as little as it did
  *   tight     UMAPD_ADV_SEQUENTIAL over three regions at once with a budget
  *             of 64 pages of 64 KiB (windows of 32 pages each): read-ahead must
  *             not push out the pages in use; examples/stream stalled like this
@@ -43,6 +50,26 @@ static uint8_t *map_file(int fd, size_t len, size_t page, long ra)
 	uint8_t *p = umapd_map(NULL, len, PROT_READ, 0, fd, 0, &o);
 	T_CHECK(p != NULL, "umapd_map: %s", t_errname(errno));
 	return p;
+}
+
+/* Wait until n pages of p are in its page tables (all of them in the first
+ * 64, as the pages filled so far are). */
+static void wait_installed(uint8_t *p, size_t ps, size_t n)
+{
+	unsigned char vec[64];
+
+	T_CHECK(n <= sizeof vec, "wait_installed: %zu pages", n);
+	for (int tries = 0;; tries++) {
+		size_t in = 0;
+
+		T_CHECK(mincore(p, sizeof vec * ps, vec) == 0, "mincore: %s", t_errname(errno));
+		for (size_t i = 0; i < sizeof vec; i++)
+			in += vec[i] & 1;
+		if (in == n)
+			return;
+		T_CHECK(tries < 5000, "read-ahead: %zu of %zu pages installed after 5 s", in, n);
+		usleep(1000);
+	}
 }
 
 static void read_page(const uint8_t *p, size_t i, size_t ps, uint32_t seed)
@@ -107,6 +134,9 @@ int main(void)
 	p = map_file(fd, len, ps, 32);
 	for (size_t i = 0; i < 3; i++)
 		read_page(p, i, ps, 3);
+	/* The read-ahead is asynchronous: let it land first, or the eviction
+	 * passes over pages still being filled and finds nothing to waste. */
+	wait_installed(p, ps, region_stats(p).fills);
 	T_OK(umapd_evict(p, len));
 	s = region_stats(p);
 	T_CHECK(s.readahead_pages > 0 && s.readahead_wasted > 0 && s.readahead_wasted <= s.readahead_pages,
@@ -131,6 +161,48 @@ int main(void)
 		t_unmap(w);
 		t_check_file_pat("rmw: file after unmap", wfd, 0, len, 5);
 		close(wfd);
+	}
+
+	t_step("checker: every other page resident, then a scan");
+	p = map_file(fd, len, ps, 32);
+	T_OK(umapd_advise(p, len, UMAPD_ADV_RANDOM));
+	for (size_t i = 0; i < NP; i += 2)
+		read_page(p, i, ps, 3);
+	T_OK(umapd_advise(p, len, UMAPD_ADV_NORMAL));
+	uint64_t before = region_stats(p).faults;
+	for (size_t i = 0; i < NP; i++)
+		read_page(p, i, ps, 3);
+	s = region_stats(p);
+	/* NP/2 absent pages; a stream that stopped at every resident page
+	 * faulted on each of them. */
+	T_CHECK(s.faults - before <= NP / 8, "checker: %llu faults for %d absent pages",
+		(unsigned long long)(s.faults - before), NP / 2);
+	t_unmap(p);
+
+	t_step("loop: four laps over data 4x the budget");
+	T_OK(umapd_config_set("UMAPD_BUFSIZE", "2M")); /* 512 pages of 4K: windows of 32 */
+	{
+		size_t lp = 4 * 512, llen = lp * ps;
+		int lfd = t_tmpfile(NULL);
+		uint64_t lap_faults[4];
+
+		t_write_file_pat(lfd, 0, llen, 6);
+		p = map_file(lfd, llen, ps, 32);
+		for (int lap = 0; lap < 4; lap++) {
+			uint64_t f0 = region_stats(p).faults;
+
+			for (size_t i = 0; i < lp; i++)
+				t_check_pat("loop", p + i * ps, ps, i * ps, 6);
+			lap_faults[lap] = region_stats(p).faults - f0;
+		}
+		/* Every lap reads ahead as the first did, though the evictor
+		 * works all along and leaves faulted pages behind longer than
+		 * read-ahead ones. */
+		for (int lap = 1; lap < 4; lap++)
+			T_CHECK(lap_faults[lap] <= lp / 8, "loop: lap %d took %llu faults for %zu pages (first lap %llu)",
+				lap + 1, (unsigned long long)lap_faults[lap], lp, (unsigned long long)lap_faults[0]);
+		t_unmap(p);
+		close(lfd);
 	}
 
 	t_step("tight: three regions, ADV_SEQUENTIAL, budget of 64 pages of 64K");
