@@ -28,6 +28,8 @@
 
 #define EVICT_BATCH 64
 
+void (*eng_test_wb_hook)(uintptr_t addr, size_t len, bool evict);
+
 /* Pick up to max victims under eng.lock: state EVICTING, was_dirty set. */
 static size_t clock_select(struct eng_page **v, size_t max)
 {
@@ -538,6 +540,9 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n, uint64_
 		stage_clear(st, used);
 		stage_put(st);
 	}
+	for (size_t ri = 0; eng_test_wb_hook && ri < nruns; ri++)
+		if (runs[ri].dirty)
+			eng_test_wb_hook(runs[ri].addr, runs[ri].bytes, runs[ri].evict);
 
 	pthread_mutex_lock(&eng.lock);
 	for (size_t ri = 0; ri < nruns; ri++) {
