@@ -394,5 +394,10 @@ void fault_retry_later(uintptr_t addr, uint64_t flags, unsigned tries);
 /* Tests only: called by umapd_map() between registering a new region with
  * userfaultfd and entering it in the region table (NULL otherwise). */
 extern void (*eng_test_map_hook)(uintptr_t base, size_t len);
+/* Tests only: called by write-back (wb_pages in evict.c) for each run of
+ * dirty pages it wrote, [addr, addr + len), once the writes are done and
+ * before the pages leave WRITEBACK (evict false) or EVICTING (evict true),
+ * with no lock held (NULL otherwise). */
+extern void (*eng_test_wb_hook)(uintptr_t addr, size_t len, bool evict);
 
 #endif

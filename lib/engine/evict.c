@@ -13,7 +13,6 @@
  * error is kept for the next flush (like fsync).
  */
 #include <errno.h>
-#include <limits.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,8 @@
 #include "util/sanitizer.h"
 
 #define EVICT_BATCH 64
+
+void (*eng_test_wb_hook)(uintptr_t addr, size_t len, bool evict);
 
 /* Pick up to max victims under eng.lock: state EVICTING, was_dirty set. */
 static size_t clock_select(struct eng_page **v, size_t max)
@@ -539,6 +540,9 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n, uint64_
 		stage_clear(st, used);
 		stage_put(st);
 	}
+	for (size_t ri = 0; eng_test_wb_hook && ri < nruns; ri++)
+		if (runs[ri].dirty)
+			eng_test_wb_hook(runs[ri].addr, runs[ri].bytes, runs[ri].evict);
 
 	pthread_mutex_lock(&eng.lock);
 	for (size_t ri = 0; ri < nruns; ri++) {
@@ -739,27 +743,31 @@ static int wb_collect_range(struct eng_region *r, uint64_t first, uint64_t end, 
 	 * keeps pwrite and a mapping coherent that way) must not leave a page
 	 * read before that write to be installed after it. */
 	struct wb_collect c = { .evict = evict, .fills = evict, .discard = discard };
-	bool wrote = false, waited = false;
+	bool wrote = false, collect = true, recheck = false;
 	int err = 0;
 
 	pthread_mutex_lock(&eng.lock);
 	c.all = r->frozen;
-	for (unsigned pass = 0, rounds = 0;; pass++) {
+	for (;;) {
 		/* A flush writes what was dirty when it was called and does not
 		 * chase later writes; an unmap (the region is frozen, so nothing
 		 * can become dirty again) takes whatever busy pages turn into.
-		 * But a page a flush waited for may come back dirty still: an
-		 * eviction found it pinned and wrote what it held then, while a
-		 * DMA was still writing it.  So after a wait a flush collects
-		 * once more, a bounded number of times. */
-		if (pass == 0 || c.all || (waited && rounds < 3)) {
-			if (waited)
-				rounds++;
-			waited = false;
+		 * But a page that was busy in another thread's write-back when
+		 * we collected may come back dirty still: an eviction that found
+		 * it pinned wrote what it held then, while a DMA was still
+		 * writing it, and kept it dirty.  So once no page of the range is
+		 * busy any more, a collect that met busy pages is followed by one
+		 * more.  Whether we had to wait for them does not matter: they
+		 * often finish while we write the pages we did take, and then the
+		 * probe below finds nothing to wait for. */
+		if (collect || c.all) {
+			collect = false;
 			c.n = 0;
 			c.probe = false;
 			c.nomem = false;
+			c.busy = false;
 			pg_for_range(r, first, end, wb_visit, &c);
+			recheck |= c.busy;
 			if (c.n > 0) {
 				pthread_mutex_unlock(&eng.lock);
 				qsort(c.v, c.n, sizeof(*c.v), cmp_page);
@@ -771,7 +779,7 @@ static int wb_collect_range(struct eng_region *r, uint64_t first, uint64_t end, 
 					err = 0;
 					sched_yield();
 					pthread_mutex_lock(&eng.lock);
-					pass = UINT_MAX; /* the next pass collects again */
+					collect = true;
 					continue;
 				}
 				pthread_mutex_lock(&eng.lock);
@@ -787,10 +795,16 @@ static int wb_collect_range(struct eng_region *r, uint64_t first, uint64_t end, 
 		c.probe = true;
 		c.busy = false;
 		pg_for_range(r, first, end, wb_visit, &c);
-		if (!c.busy)
-			break;
+		if (!c.busy) {
+			/* Nothing busy, and we hold the lock: the collect this
+			 * starts meets no busy page, so it is the last. */
+			if (!recheck)
+				break;
+			recheck = false;
+			collect = true;
+			continue;
+		}
 		pthread_cond_wait(&eng.page_cv, &eng.lock);
-		waited = true;
 	}
 	if (!discard && !err && r->wb_err)
 		err = r->wb_err;

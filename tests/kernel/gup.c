@@ -899,13 +899,6 @@ int main(void)
 	size_t n = 0;
 	/* UMAPD_TEST_GUP_STATE: a comma-separated list of states to run (all if unset) */
 	const char *only = getenv("UMAPD_TEST_GUP_STATE");
-	/* Known issue (docs/failure-semantics.md, "Known issues"): an O_DIRECT
-	 * read into the region under constant budget eviction loses the read's
-	 * data at the next flush about once in a thousand transfers.  Those
-	 * pairs run only with UMAPD_TEST_GUP_KNOWN_ISSUE=1 (ctest
-	 * kernel.gup_known_issue, label known-issue, left out of CI). */
-	const char *ki = getenv("UMAPD_TEST_GUP_KNOWN_ISSUE");
-	bool known_issue = ki != NULL && strcmp(ki, "1") == 0;
 	for (int st = 0; st < NSTATES; st++) {
 		if (only != NULL && *only != '\0') {
 			size_t nl = strlen(state_name[st]);
@@ -922,8 +915,6 @@ int main(void)
 			t_set_bufsize(chunk); /* one chunk: every transfer makes the evictor run */
 		for (int m = 0; m < NMETHODS; m++) {
 			if (!meth[m].avail)
-				continue;
-			if (st == ST_BUDGET && meth[m].direct && meth[m].in && !known_issue)
 				continue;
 			for (size_t it = 0; it < iters; it++) {
 				transfer(st, m, it);
