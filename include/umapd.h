@@ -104,7 +104,7 @@ struct umapd_stats {
  *   UMAPD_LOW_WATER   eviction stops below this percentage of the budget      (default 85)
  *   UMAPD_FILLERS     fault-service threads, 1..256                           (default 4)
  *   UMAPD_EVICTORS    eviction threads, 1..64                                 (default 1)
- *   UMAPD_READ_AHEAD  default max read-ahead window in pages, 0..4096        (default 256)
+ *   UMAPD_READ_AHEAD  default max read-ahead window in pages, 0..4096        (default 2048)
  *   UMAPD_LOG_LEVEL   error|warn|info|debug, or 0..3                          (default warn)
  *   UMAPD_EVICT_COPY  auto|direct|bounce: how a dirty page that cannot be moved
  *                     out of the region is written back: straight from its

@@ -45,7 +45,7 @@ void cfg_defaults(struct eng_config *c)
 	c->low_water = 85;
 	c->fillers = 4;
 	c->evictors = 1;
-	c->read_ahead = 256;
+	c->read_ahead = 2048; /* 8 MiB of 4 KiB pages; RA_MAX_BYTES caps larger pages */
 	c->log_level = ULOG_WARN;
 	c->evict_copy = 0;
 	c->fault_timeout_ms = 10000;

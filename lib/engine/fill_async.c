@@ -9,10 +9,10 @@
  * a synchronous fill would.  Nothing here is shared: each fault thread
  * owns its struct fill_async.
  *
- * Each fill reads into a run of 64 KiB slots of the thread's 4 MiB arena,
+ * Each fill reads into a run of 128 KiB slots of the thread's 8 MiB arena,
  * engine-owned memory registered with io_uring as its one fixed buffer
  * (never region memory: DESIGN.md invariant 1 and lib/io/io.h).  A fill
- * larger than the arena (a page size above 4 MiB) is filled synchronously
+ * larger than the arena (a page size above 8 MiB) is filled synchronously
  * by the caller.  A store without extents (memory, fault injection,
  * plugins without the op) is read synchronously into the slot, and its
  * fill completes at once; holes read as zeros without any I/O.
@@ -26,8 +26,11 @@
 #include "engine/engine.h"
 #include "util/log.h"
 
-#define FA_SLOT ((size_t)64 << 10)
-#define FA_SLOTS 64              /* 4 MiB: one mask word */
+/* 8 MiB: a scan's read-ahead keeps up to one and a half windows of 8 MiB in
+ * flight (readahead.c), and with a 4 MiB arena an O_DIRECT scan read at
+ * 290-430 MiB/s where it reads at 710-800 MiB/s with 8 (docs/performance.md). */
+#define FA_SLOT ((size_t)128 << 10)
+#define FA_SLOTS 64              /* one mask word */
 #define FA_FILLS 64              /* fills in flight at most */
 #define FA_PIECES 8              /* reads per fill; the rest is read synchronously */
 #define FA_DEPTH 256             /* requests per I/O context */

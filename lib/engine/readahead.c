@@ -26,7 +26,9 @@
  */
 #include "engine/engine.h"
 
-#define RA_MAX_BYTES (4u << 20) /* never read more than this ahead of a fault */
+/* Never read more than this ahead of a fault: the kernel's read_ahead_kb
+ * on the test machine's disk, and what a fault thread's arena holds. */
+#define RA_MAX_BYTES (8u << 20)
 #define RA_GAP_MAX 64           /* resident pages a miss may be past a stream's end */
 
 /* The largest window of r, in pages. */

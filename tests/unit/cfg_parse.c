@@ -145,7 +145,7 @@ int main(void)
 	snprintf(pss, sizeof(pss), "%llu", (unsigned long long)ps);
 	/* defaults as documented in umapd.h */
 	T_CHECK(c.page_size == ps && c.high_water == 95 && c.low_water == 85 && c.fillers == 4 &&
-			c.evictors == 1 && c.read_ahead == 256 && c.log_level == ULOG_WARN && c.bufsize > 0,
+			c.evictors == 1 && c.read_ahead == 2048 && c.log_level == ULOG_WARN && c.bufsize > 0,
 		"defaults differ from umapd.h: page %llu high %u low %u fillers %u evictors %u ra %ld level %d",
 		(unsigned long long)c.page_size, c.high_water, c.low_water, c.fillers, c.evictors,
 		c.read_ahead, c.log_level);
