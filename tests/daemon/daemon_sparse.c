@@ -1,5 +1,5 @@
 /*
- * daemon.sparse - a client maps 1 TiB of a sparse file through the daemon
+ * daemon.sparse - a client maps 1 TiB of a sparse file through the daemon (64 GiB under TSan)
  * and touches a few scattered pages: the pages read back right (zeros in
  * the holes, data where written), writes reach the file, and the daemon's
  * own memory stays small (its page-state arrays cost only what is used).
@@ -30,9 +30,20 @@ static uint64_t rss_kb(pid_t pid)
 	return kb;
 }
 
+#if defined(__SANITIZE_THREAD__)
+/* TSan's shadow leaves room for a 1 TiB mapping only where address-space
+ * randomisation happens to (ENOMEM in 2 of 6 runs): 64 GiB, a page every
+ * 2.3 GiB, the same 28 pages. */
+#define SPARSE_LEN (1ull << 36)
+#define SPARSE_STEP (37ull << 26)
+#else
+#define SPARSE_LEN (1ull << 40)  /* 1 TiB */
+#define SPARSE_STEP (37ull << 30) /* a page every 37 GiB */
+#endif
+
 int main(void)
 {
-	const uint64_t len = 1ull << 40, step = 37ull << 30; /* a page every 37 GiB */
+	const uint64_t len = SPARSE_LEN, step = SPARSE_STEP;
 	struct dt_daemon d;
 	char path[256];
 	uint8_t *p, page[4096];
@@ -43,7 +54,7 @@ int main(void)
 	dt_daemon_start(&d, "16M", NULL);
 	fd = t_tmpfile(path);
 	if (ftruncate(fd, (off_t)len) < 0)
-		t_skip("cannot make a 1 TiB sparse file here: %s", strerror(errno));
+		t_skip("cannot make a %llu GiB sparse file here: %s", (unsigned long long)(len >> 30), strerror(errno));
 	t_write_file_pat(fd, (off_t)(3 * step), 4096, 5);
 	before = rss_kb(d.pid);
 	if (umapd_connect(d.sock) != 0)
@@ -63,9 +74,9 @@ int main(void)
 		t_pread_all(fd, page, sizeof(page), (off_t)off);
 		T_CHECK(page[1] == 0x5a, "file offset %llu: %#x after unmap", (unsigned long long)(off + 1), page[1]);
 	}
-	T_CHECK(after < before + 32 * 1024, "the daemon grew from %llu to %llu KiB for %d pages of a 1 TiB region",
-		(unsigned long long)before, (unsigned long long)after, n);
+	T_CHECK(after < before + 32 * 1024, "the daemon grew from %llu to %llu KiB for %d pages of a %llu GiB region",
+		(unsigned long long)before, (unsigned long long)after, n, (unsigned long long)(len >> 30));
 	dt_daemon_cleanup(&d);
-	t_pass("1 TiB sparse region, %d scattered pages read and written through the daemon; its RSS %llu -> %llu KiB",
-	       n, (unsigned long long)before, (unsigned long long)after);
+	t_pass("%llu GiB sparse region, %d scattered pages read and written through the daemon; its RSS %llu -> %llu KiB",
+	       (unsigned long long)(len >> 30), n, (unsigned long long)before, (unsigned long long)after);
 }
