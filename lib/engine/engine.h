@@ -283,7 +283,6 @@ void fill_fail(struct fill_req *q, uint64_t off, size_t done, int err);
 struct ra_plan {                /* absent pages reserved (FILLING) for read-ahead */
 	unsigned nruns;
 	uint64_t first[RA_RUNS], n[RA_RUNS];
-	uint64_t pages;         /* reserved in all runs */
 	bool keep_dirty;        /* install writable and DIRTY (see fill_req) */
 };
 /*

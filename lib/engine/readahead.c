@@ -126,12 +126,11 @@ static int ra_continues(struct eng_region *r, const struct eng_stream *t, uint64
 static uint64_t ra_reserve(struct eng_region *r, struct ra_plan *pl, int dir, uint64_t first, uint64_t end,
 			   uint64_t limit)
 {
-	uint64_t i = dir > 0 ? first : end;
+	uint64_t i;
 
 	if (end > r->npages)
 		end = r->npages;
-	if (dir > 0 && i > end)
-		i = end;
+	i = dir > 0 ? first : end;
 	while (dir > 0 ? i < end : i > first) {
 		uint64_t at = dir > 0 ? i : i - 1;
 		uintptr_t a = pg_addr(r, at);
@@ -158,7 +157,6 @@ static uint64_t ra_reserve(struct eng_region *r, struct ra_plan *pl, int dir, ui
 			pl->first[k] = at;
 		pl->n[k]++;
 		pl->nruns = k + 1;
-		pl->pages++;
 		i = dir > 0 ? i + 1 : i - 1;
 	}
 	return i;
@@ -175,7 +173,6 @@ void ra_miss(struct eng_region *r, uint64_t index, bool write, uint64_t budget, 
 	long w;
 
 	pl->nruns = 0;
-	pl->pages = 0;
 	pl->keep_dirty = false;
 	r->ra_clock++;
 	if (r->ra_max <= 0 || r->advice == UMAPD_ADV_RANDOM)
@@ -269,7 +266,6 @@ void ra_extend(struct eng_region *r, uint64_t index, uint64_t budget, struct ra_
 	long max = ra_cap(r, budget);
 
 	pl->nruns = 0;
-	pl->pages = 0;
 	pl->keep_dirty = false;
 	if (max <= 0 || r->advice == UMAPD_ADV_RANDOM || eng.resident_bytes + r->psize > budget)
 		return;
