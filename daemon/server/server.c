@@ -297,7 +297,7 @@ static int protect_run(struct srv_file *f, uint64_t pg, uint64_t n, bool wp)
 		while (ret == -EAGAIN && ++tries < SRV_EAGAIN_TRIES);
 		if (ret == -EAGAIN)
 			return ret;
-		if (ret < 0 && ret != -ESRCH && ret != -ENOENT && ret != -EINVAL)
+		if (ret < 0 && !uffd_gone(ret))
 			ulog_warn("client %u region %llu: UFFDIO_WRITEPROTECT at %#lx: %s", r->c->id,
 				  (unsigned long long)r->id, (unsigned long)a, ulog_errname(-ret));
 	}
@@ -845,7 +845,7 @@ static void wake(struct srv_region *r, uintptr_t a)
 {
 	int ret = uffd_wake(&r->uffd, a, r->f->psize);
 
-	if (ret < 0 && ret != -ESRCH && ret != -ENOENT && ret != -EINVAL)
+	if (ret < 0 && !uffd_gone(ret))
 		ulog_warn("client %u: UFFDIO_WAKE at %#lx: %s", r->c->id, (unsigned long)a, ulog_errname(-ret));
 }
 
@@ -1161,7 +1161,7 @@ static void on_uffd(struct srv_region *r)
 				 * fault again; a range gone answers -ENOENT. */
 				int ret = uffd_wake(&r->uffd, (uintptr_t)msgs[i].arg.pagefault.address & ~(uintptr_t)4095, 4096);
 
-				if (ret < 0 && ret != -ENOENT && ret != -EINVAL && ret != -ESRCH)
+				if (ret < 0 && !uffd_gone(ret))
 					ulog_warn("client %u: UFFDIO_WAKE outside its regions: %s", r->c->id, ulog_errname(-ret));
 			}
 		}

@@ -106,7 +106,7 @@ static void tk_wake(uintptr_t a, uint64_t len)
 {
 	int ret = uffd_wake(&C.uffd, a, len);
 
-	if (ret < 0 && ret != -ENOENT && ret != -EINVAL && ret != -ESRCH)
+	if (ret < 0 && !uffd_gone(ret))
 		ulog_error("daemon gone; UFFDIO_WAKE at %#lx (%llu bytes): %s", (unsigned long)a,
 			   (unsigned long long)len, ulog_errname(-ret));
 }

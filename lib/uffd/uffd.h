@@ -13,6 +13,7 @@
 #ifndef UMAPD_UFFD_H
 #define UMAPD_UFFD_H
 
+#include <errno.h>
 #include <linux/userfaultfd.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -97,6 +98,14 @@ int uffd_poison(struct uffd *u, uintptr_t start, size_t len);
 
 /* Wake threads blocked on faults in the range. */
 int uffd_wake(struct uffd *u, uintptr_t start, size_t len);
+
+/* An answer that means there is nothing left to do: the range is not
+ * registered (any more, or not yet: -ENOENT, -EINVAL) or the process that
+ * owns the mm is gone (-ESRCH). */
+static inline bool uffd_gone(int ret)
+{
+	return ret == -ENOENT || ret == -EINVAL || ret == -ESRCH;
+}
 
 /*
  * Read up to max messages without blocking.  Returns the number read (0 if
