@@ -91,7 +91,9 @@ struct umapd_stats {
 	uint64_t readahead_hits;  /* read-ahead pages that a later access proved useful */
 	uint64_t readahead_wasted; /* read-ahead pages evicted before any access proved them */
 	uint64_t io_engine;       /* process stats only: UMAPD_IOENG_* the fault threads use */
-	uint64_t reserved[2];
+	uint64_t rmw_installs;    /* read misses installed writable and dirty because the
+				   * region's reads were being followed by writes */
+	uint64_t reserved[1];
 };
 
 /*

@@ -393,6 +393,7 @@ static void counters_add(struct umapd_stats *o, const struct eng_counters *c)
 	ADD(readahead_pages);
 	ADD(readahead_hits);
 	ADD(readahead_wasted);
+	ADD(rmw_installs);
 	ADD(io_errors);
 	ADD(fault_wait_budget);
 	ADD(pinned_pages);

@@ -64,6 +64,7 @@ struct eng_page {
 	uint8_t dropping;                /* busy: its slot may be empty for a while (drop, move) */
 	uint8_t pinned;                  /* write-back found it pinned: keep it dirty */
 	uint8_t readahead;               /* brought in ahead of use, not yet proved useful */
+	uint8_t rmw_probe;               /* installed clean by a read miss, not written yet (rmw.c) */
 };
 
 /* Per-region counters; relaxed atomics, summed for process stats. */
@@ -74,6 +75,7 @@ struct eng_counters {
 	_Atomic uint64_t fault_wait_budget;
 	_Atomic uint64_t pinned_pages, stuck_faults;
 	_Atomic uint64_t readahead_hits, readahead_wasted;
+	_Atomic uint64_t rmw_installs;
 };
 
 /* A sequential stream seen in a region's faults (read-ahead), going up or
@@ -110,6 +112,8 @@ struct eng_region {
 	int advice;             /* UMAPD_ADV_NORMAL/SEQUENTIAL/RANDOM */
 	struct eng_stream streams[RA_STREAMS];
 	uint64_t ra_clock;      /* ticks once per miss, for the streams' LRU */
+	int rmw_score;          /* rmw.c: probes written minus probes evicted clean */
+	unsigned rmw_tick;      /* rmw.c: read misses installed while above RMW_ON */
 	bool frozen;            /* unmap in progress: no new state changes */
 	bool gone;              /* wholly unmapped by the application (munmap) */
 	struct eng_hole *holes; /* ranges the application unmapped, sorted */
@@ -303,6 +307,11 @@ void ra_touch(struct eng_page *p); /* a fault proved a read-ahead page useful */
  * marker does it.
  */
 void ra_extend(struct eng_region *r, uint64_t index, uint64_t budget, struct ra_plan *pl);
+/* rmw.c, under eng.lock: install this read miss writable and dirty, since
+ * the region's reads are usually followed by writes? */
+bool rmw_install_dirty(struct eng_region *r);
+/* A probe page (rmw_probe) was written, or is leaving clean and unwritten. */
+void rmw_note(struct eng_page *p, bool written);
 /* Read [off, off+len) of r's store into buf, zeros past data_end, retrying
  * a failed read a few times; *got = bytes that came from the store. */
 int fill_read(struct eng_region *r, void *buf, size_t len, uint64_t off, uint64_t data_end, uint64_t *got);

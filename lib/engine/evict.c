@@ -562,6 +562,8 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n, uint64_
 			if (pg_dead(p) || (u->evict && !p->pinned && (u->parked || u->ret == 0))) {
 				if (p->readahead)
 					atomic_fetch_add_explicit(&r->c.readahead_wasted, 1, memory_order_relaxed);
+				if (!u->dirty)
+					rmw_note(p, false);
 				pg_remove(p);
 				u->dropped++;
 				continue;

@@ -349,8 +349,10 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		q.n = fill_reserve(r, idx, 1, budget);
 		/* Read-ahead is a fill of its own, so the faulting thread wakes
 		 * as soon as its page is in, not when the whole window is. */
-		if (q.n)
+		if (q.n) {
 			ra_miss(r, idx, write, budget, &ra);
+			q.keep_dirty = !write && rmw_install_dirty(r);
+		}
 		if (eng.resident_bytes > eng_high_mark())
 			eng_kick_evictors();
 		if (q.n == 0) {
@@ -396,6 +398,7 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 
 		p->referenced = 1;
 		ra_touch(p);
+		rmw_note(p, true);
 		p->was_dirty = 0;
 		pg_set_state(p, PG_UNPROTECTING);
 		pthread_mutex_unlock(&eng.lock);

@@ -125,10 +125,14 @@ static void fill_finish(struct fill_req *q, uint64_t upto)
 			pg_remove(p);
 			continue;
 		}
-		if (r->writable && (!can_wp || q->keep_dirty || (fault_page && q->write)))
+		if (r->writable && (!can_wp || q->keep_dirty || (fault_page && q->write))) {
 			pg_set_state(p, PG_DIRTY);
-		else
+		} else {
 			pg_set_state(p, PG_CLEAN);
+			/* A read miss installed clean: its fate tells rmw.c whether
+			 * this region writes what it reads. */
+			p->rmw_probe = fault_page && can_wp;
+		}
 		p->referenced = fault_page;
 		p->readahead = q->readahead;
 		if (p->wake_needed || (fault_page && writable_fault)) {

@@ -1253,14 +1253,17 @@ static void print_run(const struct cell *c, unsigned rep, const struct result *r
 		uint64_t faults = s->faults - s0->faults, fills = s->fills - s0->fills;
 		printf("        umapd %s: %.2f faults/op, fills %.0f/s (read-ahead %" PRIu64 ", hits %" PRIu64
 		       ", wasted %" PRIu64 "), evictions %" PRIu64 " (%" PRIu64 " dirty), waited for budget %" PRIu64
-		       ", fault p50 %s p99 %s, %.2f vol + %.2f invol cs/fault, resident %s\n",
+		       ", fault p50 %s p99 %s, %.2f vol + %.2f invol cs/fault, resident %s\n"
+		       "        umapd: %.2f write-protect faults/op, %" PRIu64 " read misses installed dirty (rmw)\n",
 		       eng_name(s->io_engine), r->ops ? (double)faults / (double)r->ops : 0.0,
 		       (double)fills / r->secs, s->readahead_pages - s0->readahead_pages,
 		       s->readahead_hits - s0->readahead_hits, s->readahead_wasted - s0->readahead_wasted,
 		       s->evictions - s0->evictions, s->dirty_evictions - s0->dirty_evictions,
 		       s->fault_wait_budget - s0->fault_wait_budget, fmt_ns(a, sizeof a, s->latency_p50_ns),
 		       fmt_ns(b, sizeof b, s->latency_p99_ns), faults ? (double)r->nvcsw / (double)faults : 0.0,
-		       faults ? (double)r->nivcsw / (double)faults : 0.0, fmt_mib(m, sizeof m, s->resident_bytes));
+		       faults ? (double)r->nivcsw / (double)faults : 0.0, fmt_mib(m, sizeof m, s->resident_bytes),
+		       r->ops ? (double)(s->wp_faults - s0->wp_faults) / (double)r->ops : 0.0,
+		       s->rmw_installs - s0->rmw_installs);
 		const struct umapd_stats *e = &r->st_end;
 		if (e->io_errors || e->stuck_faults)
 			printf("        umapd, whole run with teardown: %" PRIu64 " I/O errors, %" PRIu64
