@@ -407,5 +407,9 @@ extern void (*eng_test_map_hook)(uintptr_t base, size_t len);
  * before the pages leave WRITEBACK (evict false) or EVICTING (evict true),
  * with no lock held (NULL otherwise). */
 extern void (*eng_test_wb_hook)(uintptr_t addr, size_t len, bool evict);
+/* Tests only: called when a fill's pages are installed, before they leave
+ * FILLING (fill.c): addr of its first page, whether it was installed
+ * writable and dirty for a read miss.  NULL in normal use. */
+extern void (*eng_test_fill_hook)(uintptr_t addr, bool keep_dirty);
 
 #endif

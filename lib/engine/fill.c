@@ -102,6 +102,22 @@ static int fill_copy(uintptr_t dst, const char *src, size_t len, bool wp, bool d
 	return 0;
 }
 
+void (*eng_test_fill_hook)(uintptr_t addr, bool keep_dirty);
+
+/*
+ * The faulting page of q is installed writable: a write fault's, or a read
+ * miss installed dirty (keep_dirty: rmw.c, or the refill of a dirty page).
+ * Its thread is then woken only once the page is DIRTY: woken earlier, it
+ * could write the page and call umapd_flush, which passes over a FILLING
+ * page, and the flush would return before that write reached the store
+ * (kernel.gup's clean state caught this once read misses could be
+ * installed dirty; kernel.fill_wake holds the window open).
+ */
+static bool fill_wakes_late(const struct fill_req *q)
+{
+	return (q->write || q->keep_dirty) && !q->prefetch && q->r->writable;
+}
+
 /*
  * Pages [0, upto) of a fill are installed: leave FILLING.  Without write
  * protection (read-only region or a kernel without WP) a writable page can
@@ -111,7 +127,7 @@ static void fill_finish(struct fill_req *q, uint64_t upto)
 {
 	struct eng_region *r = q->r;
 	bool can_wp = eng.uffd.can_wp && r->writable;
-	bool writable_fault = q->write && !q->prefetch && r->writable;
+	bool wake_late = fill_wakes_late(q);
 	uint64_t wake_first = UINT64_MAX, wake_last = 0;
 
 	pthread_mutex_lock(&eng.lock);
@@ -135,7 +151,7 @@ static void fill_finish(struct fill_req *q, uint64_t upto)
 		}
 		p->referenced = fault_page;
 		p->readahead = q->readahead;
-		if (p->wake_needed || (fault_page && writable_fault)) {
+		if (p->wake_needed || (fault_page && wake_late)) {
 			p->wake_needed = 0;
 			if (wake_first == UINT64_MAX)
 				wake_first = i;
@@ -228,7 +244,7 @@ int fill_install(struct fill_req *q, const char *buf, size_t done, size_t len)
 {
 	struct eng_region *r = q->r;
 	bool can_wp = eng.uffd.can_wp && r->writable;
-	bool writable_fault = q->write && !q->prefetch && r->writable;
+	bool wake_late = fill_wakes_late(q);
 	size_t first_len = pg_len(r, q->first);
 	uintptr_t dst = pg_addr(r, q->first) + done;
 	int ret;
@@ -240,12 +256,14 @@ int fill_install(struct fill_req *q, const char *buf, size_t done, size_t len)
 	if (done < first_len) {
 		size_t a = first_len - done < len ? first_len - done : len;
 
-		ret = fill_copy(dst, buf, a, can_wp && !writable_fault && !q->keep_dirty, writable_fault);
+		ret = fill_copy(dst, buf, a, can_wp && !wake_late && !q->keep_dirty, wake_late);
 		if (ret == 0 && a < len)
 			ret = fill_copy(dst + a, buf + a, len - a, can_wp && !q->keep_dirty, false);
 	} else {
 		ret = fill_copy(dst, buf, len, can_wp && !q->keep_dirty, false);
 	}
+	if (ret == 0 && eng_test_fill_hook && !q->prefetch)
+		eng_test_fill_hook(pg_addr(r, q->first), q->keep_dirty);
 	if (ret < 0) {
 		if (ret != -ENOENT && ret != -ESRCH && ret != -EAGAIN)
 			ulog_error("region %p: UFFDIO_COPY at %p failed: %s", (void *)r->base,
