@@ -398,5 +398,6 @@ extern void (*eng_test_map_hook)(uintptr_t base, size_t len);
  * before the pages leave WRITEBACK (evict false) or EVICTING (evict true),
  * with no lock held (NULL otherwise). */
 extern void (*eng_test_wb_hook)(uintptr_t addr, size_t len, bool evict);
+extern _Atomic bool eng_test_stage_fail; /* Tests only: stage_get() fails (staging.c) */
 
 #endif
