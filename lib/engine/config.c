@@ -322,3 +322,15 @@ int cfg_from_env(struct eng_config *c)
 	}
 	return 0;
 }
+
+int cfg_env_switch(const char *name)
+{
+	const char *v = getenv(name);
+
+	if (!v || strcmp(v, "0") == 0)
+		return 0;
+	if (strcmp(v, "1") == 0)
+		return 1;
+	ulog_error("%s=\"%s\" is invalid: expected 0 or 1", name, v);
+	return -EINVAL;
+}

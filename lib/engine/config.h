@@ -58,4 +58,14 @@ bool cfg_known(const char *name);
  */
 int cfg_from_env(struct eng_config *c);
 
+/*
+ * Read a 0/1 switch that exists in the environment only, not as a setting
+ * (UMAPD_USER_MODE_ONLY, UMAPD_EVENT_REMOVE: they choose how a userfaultfd
+ * is opened).  Unset is 0.  Returns 0 or 1; anything but "0" or "1" is
+ * logged, naming the variable and the accepted form, and gives -EINVAL.
+ * The engine and the daemon client both read them here, so a value one
+ * refuses the other cannot take silently.
+ */
+int cfg_env_switch(const char *name);
+
 #endif
