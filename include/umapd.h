@@ -292,7 +292,7 @@ void umapd_free(void *p);
  * (the daemon has max_clients already), ENAMETOOLONG, EPROTONOSUPPORT (no
  * common protocol version),
  * ENOTSUP (this kernel's userfaultfd lacks minor faults or write protection
- * on shared memory), EPERM (userfaultfd not permitted), ENOMEM, EMFILE.
+ * on shared memory), EPERM (userfaultfd not permitted), EINVAL (UMAPD_USER_MODE_ONLY not 0 or 1), ENOMEM, EMFILE.
  */
 int umapd_connect(const char *socket_path);
 

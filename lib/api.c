@@ -277,7 +277,13 @@ fail:
 API void *umapd_map(void *addr, size_t length, int prot, int flags, int fd, off_t offset,
 		    const struct umapd_region_opts *opts)
 {
-	if (cl_wanted()) { /* daemon mode (lib/client) */
+	int want = cl_wanted(); /* daemon mode (lib/client) */
+
+	if (want < 0) {
+		errno = -want;
+		return NULL;
+	}
+	if (want) {
 		int err;
 		void *p = cl_map(addr, length, prot, flags, fd, offset, opts, &err);
 

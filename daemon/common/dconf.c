@@ -9,6 +9,7 @@
 #include "dconf.h"
 #include "decimal.h"
 
+#include "engine/config.h"
 #include "util/log.h"
 
 #include <ctype.h>
@@ -87,8 +88,9 @@ static const struct key keys[] = {
 	  "N          percent of the budget where eviction stops (85)" },
 	{ "page_size", K_PAGESIZE, F(page_size), 0, 0, 0,
 	  "SIZE       default region page size: a power of two, system page..1G (system page)" },
-	{ "read_ahead", K_U64, F(read_ahead), 0, 0, 4096,
-	  "N          default read-ahead window in pages, 0..4096 (256)" },
+	{ "read_ahead", K_U64, F(read_ahead), 0, 0, CFG_READ_AHEAD_MAX,
+	  "N          default read-ahead window in pages, 0.." CFG_STR(CFG_READ_AHEAD_MAX) " ("
+		  CFG_STR(CFG_READ_AHEAD_DEFAULT) ")" },
 	{ "fillers", K_UINT, F(fillers), 0, 1, 256,
 	  "N          fault-service threads, 1..256 (4)" },
 	{ "evictors", K_UINT, F(evictors), 0, 1, 64,
@@ -584,7 +586,7 @@ void dconf_defaults(struct dconf *c)
 	c->high_water = 95;
 	c->low_water = 85;
 	c->page_size = sys_page();
-	c->read_ahead = 256;
+	c->read_ahead = CFG_READ_AHEAD_DEFAULT; /* the library's: one constant */
 	c->fillers = 4;
 	c->evictors = 1;
 	c->io = DCONF_IO_AUTO;

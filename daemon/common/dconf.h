@@ -75,7 +75,8 @@ struct dconf {
 
 	/* --- paging --- */
 	uint64_t page_size;     /* page_size: default region page size, power of two (system page) */
-	uint64_t read_ahead;    /* read_ahead: default max read-ahead window in pages, 0..4096 (256) */
+	uint64_t read_ahead;    /* read_ahead: default max read-ahead window in pages, 0..4096
+				 * (the library's UMAPD_READ_AHEAD default, CFG_READ_AHEAD_DEFAULT: 2048) */
 	unsigned fillers;       /* fillers: fault-service threads, 1..256 (4) */
 	unsigned evictors;      /* evictors: eviction threads, 1..64 (1) */
 	int io;                 /* io: enum dconf_io (auto) */

@@ -35,6 +35,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "engine/config.h"
 #include "proto/proto.h"
 #include "uffd/uffd.h"
 #include "umapd.h"
@@ -368,7 +369,7 @@ static int cl_connect_locked(const char *path)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct proto_hello hello = { 1, PROTO_VERSION, PROTO_ROLE_CLIENT, 0 };
 	struct proto_msg m;
-	int s, ret;
+	int s, ret, umo;
 
 	path = socket_path(path);
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -384,6 +385,17 @@ static int cl_connect_locked(const char *path)
 		 * with a new daemon's would split the cache. */
 		pthread_mutex_unlock(&C.lock);
 		return -ENOTCONN;
+	}
+	/* UMAPD_USER_MODE_ONLY=1, as for in-process paging: faults raised in
+	 * user mode only, which an unprivileged process may have when
+	 * vm.unprivileged_userfaultfd is 0 (read(2) into a region page not
+	 * yet resident then fails with EFAULT).  Read by the engine's parser,
+	 * before connecting, so that a value the engine refuses is refused
+	 * here too rather than taken for 0. */
+	umo = cfg_env_switch("UMAPD_USER_MODE_ONLY");
+	if (umo < 0) {
+		pthread_mutex_unlock(&C.lock);
+		return umo;
 	}
 	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -401,18 +413,11 @@ static int cl_connect_locked(const char *path)
 	pthread_mutex_unlock(&C.rpc);
 	ret = rpc(PT_HELLO, &hello, sizeof(hello), NULL, 0, &m, NULL);
 	pthread_mutex_lock(&C.lock);
-	if (ret == 0 && C.uffd.fd < 0) {
-		/* UMAPD_USER_MODE_ONLY=1, as for in-process paging: faults raised
-		 * in user mode only, which an unprivileged process may have when
-		 * vm.unprivileged_userfaultfd is 0 (read(2) into a region page
-		 * not yet resident then fails with EFAULT). */
-		const char *umo = getenv("UMAPD_USER_MODE_ONLY");
-
+	if (ret == 0 && C.uffd.fd < 0)
 		ret = uffd_open(&C.uffd,
 				UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_MINOR_SHMEM |
 					UFFD_FEATURE_WP_HUGETLBFS_SHMEM | UFFD_FEATURE_POISON,
-				umo && strcmp(umo, "1") == 0);
-	}
+				umo);
 	if (ret == 0 && (!(C.uffd.features & UFFD_FEATURE_MINOR_SHMEM) ||
 			 !(C.uffd.features & UFFD_FEATURE_WP_HUGETLBFS_SHMEM)))
 		ret = -ENOTSUP;
@@ -438,7 +443,7 @@ static int cl_connect_locked(const char *path)
 	return ret;
 }
 
-bool cl_wanted(void)
+int cl_wanted(void)
 {
 	const char *e;
 	bool want;
@@ -448,18 +453,23 @@ bool cl_wanted(void)
 	want = connected_locked();
 	pthread_mutex_unlock(&C.lock);
 	if (want)
-		return true;
+		return 1;
 	e = getenv("UMAPD_SOCKET");
 	if (!e || !*e || atomic_load(&C.lazy_failed) || (atomic_load(&C.takeover) && C.pid == getpid()))
-		return false;
+		return 0;
+	/* Checked here as well as in cl_connect so that an invalid value is
+	 * reported as such (one line, EINVAL), not as a daemon that cannot
+	 * be used followed by the engine refusing the same value. */
+	if (cfg_env_switch("UMAPD_USER_MODE_ONLY") < 0)
+		return -EINVAL;
 	ret = cl_connect(NULL);
 	if (ret < 0) {
 		atomic_store(&C.lazy_failed, true);
 		ulog_warn("UMAPD_SOCKET=%s: cannot use the daemon (%s); paging in-process instead", e,
 			  ulog_errname(-ret));
-		return false;
+		return 0;
 	}
-	return true;
+	return 1;
 }
 
 void *cl_map(void *addr, size_t length, int prot, int flags, int fd, off_t offset,

@@ -24,9 +24,11 @@ struct umapd_region_opts;
 int cl_connect(const char *path);
 
 /* Whether umapd_map of a file should go to the daemon: connected, or
- * UMAPD_SOCKET is set (connecting lazily now).  False after a failed lazy
- * connect (logged once) and after the daemon went away. */
-bool cl_wanted(void);
+ * UMAPD_SOCKET is set (connecting lazily now).  1 yes, 0 no: after a
+ * failed lazy connect (logged once) and after the daemon went away.
+ * -EINVAL (logged) when the connect would use an invalid
+ * UMAPD_USER_MODE_ONLY: the user's error, not a reason to page in-process. */
+int cl_wanted(void);
 
 /* Map through the daemon; NULL with *err. */
 void *cl_map(void *addr, size_t length, int prot, int flags, int fd, off_t offset,

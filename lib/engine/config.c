@@ -23,7 +23,7 @@ static const struct {
 	{ "UMAPD_LOW_WATER", "an integer percentage 0..99, less than UMAPD_HIGH_WATER" },
 	{ "UMAPD_FILLERS", "an integer 1..256" },
 	{ "UMAPD_EVICTORS", "an integer 1..64" },
-	{ "UMAPD_READ_AHEAD", "an integer number of pages 0..4096" },
+	{ "UMAPD_READ_AHEAD", "an integer number of pages 0.." CFG_STR(CFG_READ_AHEAD_MAX) },
 	{ "UMAPD_LOG_LEVEL", "error, warn, info or debug (or 0..3)" },
 	{ "UMAPD_EVICT_COPY", "auto, direct or bounce" },
 	{ "UMAPD_FAULT_TIMEOUT", "an integer number of milliseconds 0..86400000 (0: off)" },
@@ -45,7 +45,7 @@ void cfg_defaults(struct eng_config *c)
 	c->low_water = 85;
 	c->fillers = 4;
 	c->evictors = 1;
-	c->read_ahead = 2048; /* 8 MiB of 4 KiB pages; RA_MAX_BYTES caps larger pages */
+	c->read_ahead = CFG_READ_AHEAD_DEFAULT;
 	c->log_level = ULOG_WARN;
 	c->evict_copy = 0;
 	c->fault_timeout_ms = 10000;
@@ -186,7 +186,7 @@ static int set_one(struct eng_config *c, int which, const char *v)
 		c->evictors = (unsigned)x;
 		return 0;
 	case 6:
-		if (parse_range(v, 0, 4096, &x) < 0)
+		if (parse_range(v, 0, CFG_READ_AHEAD_MAX, &x) < 0)
 			return -EINVAL;
 		c->read_ahead = (long)x;
 		return 0;
@@ -321,4 +321,16 @@ int cfg_from_env(struct eng_config *c)
 		c->low_water = t.low_water;
 	}
 	return 0;
+}
+
+int cfg_env_switch(const char *name)
+{
+	const char *v = getenv(name);
+
+	if (!v || strcmp(v, "0") == 0)
+		return 0;
+	if (strcmp(v, "1") == 0)
+		return 1;
+	ulog_error("%s=\"%s\" is invalid: expected 0 or 1", name, v);
+	return -EINVAL;
 }

@@ -27,6 +27,18 @@ struct eng_config {
 	char fault_inject[256]; /* UMAPD_FAULT_INJECT: inject spec (lib/store) for new regions; "": none */
 };
 
+/*
+ * UMAPD_READ_AHEAD: its default and its largest value, in pages.  The
+ * default is 8 MiB of 4 KiB pages (readahead.c caps a window at 8 MiB
+ * whatever the page size).  The daemon's read_ahead option
+ * (daemon/common/dconf.c) takes both from here, so the two cannot drift
+ * apart.  Plain numbers: they are also turned into strings for help texts.
+ */
+#define CFG_READ_AHEAD_DEFAULT 2048
+#define CFG_READ_AHEAD_MAX 4096
+#define CFG_STR_(x) #x
+#define CFG_STR(x) CFG_STR_(x) /* CFG_STR(CFG_READ_AHEAD_MAX) is "4096" */
+
 /* The defaults documented in umapd.h. */
 void cfg_defaults(struct eng_config *c);
 
@@ -57,5 +69,15 @@ bool cfg_known(const char *name);
  * returned.
  */
 int cfg_from_env(struct eng_config *c);
+
+/*
+ * Read a 0/1 switch that exists in the environment only, not as a setting
+ * (UMAPD_USER_MODE_ONLY, UMAPD_EVENT_REMOVE: they choose how a userfaultfd
+ * is opened).  Unset is 0.  Returns 0 or 1; anything but "0" or "1" is
+ * logged, naming the variable and the accepted form, and gives -EINVAL.
+ * The engine and the daemon client both read them here, so a value one
+ * refuses the other cannot take silently.
+ */
+int cfg_env_switch(const char *name);
 
 #endif

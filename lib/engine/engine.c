@@ -255,21 +255,14 @@ static int eng_start_locked(void)
 	eng.sys_psize = (size_t)sysconf(_SC_PAGESIZE);
 	eng.pid = getpid();
 	{
-		const char *umo = getenv("UMAPD_USER_MODE_ONLY");
+		int umo = cfg_env_switch("UMAPD_USER_MODE_ONLY");
+		int rm = umo < 0 ? 0 : cfg_env_switch("UMAPD_EVENT_REMOVE");
 
-		if (umo && strcmp(umo, "0") != 0 && strcmp(umo, "1") != 0) {
-			ulog_error("UMAPD_USER_MODE_ONLY=\"%s\" is invalid: expected 0 or 1", umo);
+		if (umo < 0 || rm < 0)
 			return -EINVAL;
-		}
-		const char *rm = getenv("UMAPD_EVENT_REMOVE");
-
-		if (rm && strcmp(rm, "0") != 0 && strcmp(rm, "1") != 0) {
-			ulog_error("UMAPD_EVENT_REMOVE=\"%s\" is invalid: expected 0 or 1", rm);
-			return -EINVAL;
-		}
-		if (rm && strcmp(rm, "1") == 0)
+		if (rm)
 			want |= UFFD_FEATURE_EVENT_REMOVE;
-		ret = uffd_open(&eng.uffd, want, umo && strcmp(umo, "1") == 0);
+		ret = uffd_open(&eng.uffd, want, umo);
 	}
 	if (ret < 0)
 		return ret;

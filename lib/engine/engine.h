@@ -411,5 +411,6 @@ extern void (*eng_test_wb_hook)(uintptr_t addr, size_t len, bool evict);
  * FILLING (fill.c): addr of its first page, whether it was installed
  * writable and dirty for a read miss.  NULL in normal use. */
 extern void (*eng_test_fill_hook)(uintptr_t addr, bool keep_dirty);
+extern _Atomic bool eng_test_stage_fail; /* Tests only: stage_get() fails (staging.c) */
 
 #endif

@@ -520,13 +520,18 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n, uint64_
 		pthread_mutex_unlock(&eng.lock);
 	}
 	if (can_move && stage_get(&st) < 0) {
-		/* No staging area: write dirty pages straight from the region,
-		 * but without the pin check they must stay dirty and resident. */
-		for (size_t ri = 0; ri < nruns; ri++) {
+		/* No staging area: protect, write straight from the region and
+		 * drop, as on kernels without UFFDIO_MOVE.  Keeping the pages
+		 * dirty instead would free nothing, and with the budget full of
+		 * dirty pages no fault could ever be served.  What is lost is the
+		 * check for a DMA writing through a pin (see wb_park). */
+		static atomic_flag warned = ATOMIC_FLAG_INIT;
+
+		if (!atomic_flag_test_and_set_explicit(&warned, memory_order_relaxed))
+			ulog_warn("no staging area for write-back: writing dirty pages straight from the region, "
+				  "without seeing pages pinned by a DMA (logged once)");
+		for (size_t ri = 0; ri < nruns; ri++)
 			runs[ri].parked = false;
-			for (size_t j = 0; runs[ri].dirty && j < runs[ri].k; j++)
-				v[runs[ri].at + j]->pinned = 1;
-		}
 		pthread_mutex_lock(&eng.lock);
 		for (size_t ri = 0; ri < nruns; ri++)
 			for (size_t j = 0; j < runs[ri].k; j++)

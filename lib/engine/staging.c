@@ -18,12 +18,17 @@ static pthread_mutex_t stage_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct stage *stage_free; /* under stage_lock */
 static struct stage *stage_all;  /* under stage_lock */
 
+_Atomic bool eng_test_stage_fail;
+
 int stage_get(struct stage **out)
 {
 	struct stage *s;
 	void *mem;
 	int ret;
 
+	/* Tests only: no area to be had, as when registering one fails. */
+	if (atomic_load_explicit(&eng_test_stage_fail, memory_order_relaxed))
+		return -ENOMEM;
 	pthread_mutex_lock(&stage_lock);
 	s = stage_free;
 	if (s)

@@ -6,6 +6,7 @@
  */
 #include "umapd_test.h"
 #include "dconf.h"
+#include "engine/config.h"
 #include "util/log.h"
 
 #include <fcntl.h>
@@ -114,9 +115,11 @@ static void sizes(void)
 static void defaults(void)
 {
 	struct dconf c;
+	struct eng_config lib; /* the library's defaults: read_ahead must be the same */
 	t_step("defaults");
 	unsetenv("UMAPD_SOCKET");
 	dconf_defaults(&c);
+	cfg_defaults(&lib);
 	long pg = sysconf(_SC_PAGESIZE);
 	uint64_t mem = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)pg;
 	T_CHECK(strcmp(c.socket_path, "/run/umapd/umapd.sock") == 0, "default socket %s", c.socket_path);
@@ -124,14 +127,17 @@ static void defaults(void)
 		"default budget %llu is not a quarter of %llu bytes, page-aligned", (unsigned long long)c.budget,
 		(unsigned long long)mem);
 	T_CHECK(c.page_size == (uint64_t)pg, "default page_size %llu", (unsigned long long)c.page_size);
-	T_CHECK(c.fillers == 4 && c.evictors == 1 && c.max_clients == 1024 && c.read_ahead == 256 &&
+	T_CHECK(c.read_ahead == (uint64_t)lib.read_ahead && lib.read_ahead == 2048,
+		"default read_ahead %llu, the library's (UMAPD_READ_AHEAD) %ld: want both 2048 pages",
+		(unsigned long long)c.read_ahead, lib.read_ahead);
+	T_CHECK(c.fillers == 4 && c.evictors == 1 && c.max_clients == 1024 &&
 			c.high_water == 95 && c.low_water == 85 && c.socket_mode == 0666 && c.socket_gid == -1 &&
 			c.log_level == ULOG_INFO && c.client_limit == 0 && c.uid_limit == 0 && c.n_allow_uids == 0 &&
 			c.request_timeout_ms == 5000 && c.io == DCONF_IO_AUTO,
 		"a default differs from the documented one");
 	char why[256];
 	T_CHECK(dconf_check(&c, why, sizeof(why)) == 0, "the defaults fail their own check: %s", why);
-	nchecks += 4;
+	nchecks += 5;
 }
 
 static void precedence(void)

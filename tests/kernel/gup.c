@@ -897,6 +897,8 @@ int main(void)
 
 	iters = t_scaled(12, 2);
 	size_t n = 0;
+	int nst = 0; /* states run: all, or those UMAPD_TEST_GUP_STATE lists */
+	char st_names[64] = "";
 	/* UMAPD_TEST_GUP_STATE: a comma-separated list of states to run (all if unset) */
 	const char *only = getenv("UMAPD_TEST_GUP_STATE");
 	for (int st = 0; st < NSTATES; st++) {
@@ -911,6 +913,9 @@ int main(void)
 			if (!listed)
 				continue;
 		}
+		nst++;
+		snprintf(st_names + strlen(st_names), sizeof(st_names) - strlen(st_names), "%s%s",
+			 st_names[0] ? "," : "", state_name[st]);
 		if (st == ST_BUDGET)
 			t_set_bufsize(chunk); /* one chunk: every transfer makes the evictor run */
 		for (int m = 0; m < NMETHODS; m++) {
@@ -924,6 +929,9 @@ int main(void)
 		if (st == ST_BUDGET)
 			t_set_bufsize(budget0);
 	}
+	if (nst == 0)
+		t_fail("UMAPD_TEST_GUP_STATE=\"%s\" names none of the states (missing, clean, dirty, writeback, "
+		       "evicting, budget): nothing was tested", only);
 
 	cur_st = cur_m = -1;
 	t_step("whole region through the mapping");
@@ -964,7 +972,7 @@ int main(void)
 	int nm = 0;
 	for (int m = 0; m < NMETHODS; m++)
 		nm += meth[m].avail;
-	t_pass("%zu transfers (%d methods x %d page states x %zu), kernel reads and writes of the region "
+	t_pass("%zu transfers (%d methods x %d page states (%s) x %zu), kernel reads and writes of the region "
 	       "complete with the right bytes; mapping and file verified after umapd_unmap",
-	       n, nm, NSTATES, iters);
+	       n, nm, nst, nst == NSTATES ? "all" : st_names, iters);
 }

@@ -151,6 +151,10 @@ static void check_env(void)
 		{ { "UMAPD_READ_AHEAD=-1" }, "UMAPD_READ_AHEAD" },
 		{ { "UMAPD_LOG_LEVEL=verbose" }, "UMAPD_LOG_LEVEL" },
 		{ { "UMAPD_LOG_LEVEL=4" }, "UMAPD_LOG_LEVEL" },
+		/* Environment-only switches (cfg_env_switch, shared with the daemon client). */
+		{ { "UMAPD_USER_MODE_ONLY=yes" }, "UMAPD_USER_MODE_ONLY" },
+		{ { "UMAPD_USER_MODE_ONLY=" }, "UMAPD_USER_MODE_ONLY" },
+		{ { "UMAPD_EVENT_REMOVE=2" }, "UMAPD_EVENT_REMOVE" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		t_step("invalid environment %s %s", bad[i].env[0], bad[i].env[1] ? bad[i].env[1] : "");
