@@ -68,14 +68,40 @@ static struct io_ctx *ctx_open(struct fill_async *fa, enum io_kind k);
 static struct fill_async *_Atomic fa_all[FA_MAX_THREADS];
 static _Atomic unsigned fa_count;
 
+/*
+ * The arena, in transparent huge pages where the kernel can give them.  A
+ * read is one request to the device only as far as its buffer has few
+ * physically contiguous pieces: in 4 KiB pages a virtio disk that takes 254
+ * segments cuts a read at 1 MiB (and merging stops there too), while the
+ * page cache's large folios let the kernel's own read-ahead send requests
+ * of several MiB.  On the test VM the device reads larger requests faster.
+ */
+#define FA_ALIGN ((size_t)2 << 20)
+
+static char *arena_map(void)
+{
+	size_t len = FA_SLOT * FA_SLOTS;
+	char *m = mmap(NULL, len + FA_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uintptr_t at;
+
+	if (m == MAP_FAILED)
+		return NULL;
+	at = ((uintptr_t)m + FA_ALIGN - 1) & ~(uintptr_t)(FA_ALIGN - 1);
+	if (at > (uintptr_t)m)
+		munmap(m, at - (uintptr_t)m);
+	munmap((char *)at + len, (uintptr_t)m + FA_ALIGN - at);
+	madvise((void *)at, len, MADV_HUGEPAGE); /* a hint: 4 KiB pages work too */
+	return (char *)at;
+}
+
 int fa_open(struct fill_async **out, int ep)
 {
 	struct fill_async *fa = calloc(1, sizeof(*fa));
 
 	if (!fa)
 		return -ENOMEM;
-	fa->arena = mmap(NULL, FA_SLOT * FA_SLOTS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (fa->arena == MAP_FAILED) {
+	fa->arena = arena_map();
+	if (!fa->arena) {
 		free(fa);
 		return -ENOMEM;
 	}
