@@ -363,6 +363,7 @@ static void region_free(struct eng_region *r)
 	store_close(r->store);
 	pthread_mutex_lock(&eng.lock);
 	pg_forget_region(r);
+	ra_mark_free_all(r);
 	pthread_mutex_unlock(&eng.lock);
 	free(r->holes);
 	free(r);

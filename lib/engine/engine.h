@@ -65,6 +65,8 @@ struct eng_page {
 	uint8_t pinned;                  /* write-back found it pinned: keep it dirty */
 	uint8_t readahead;               /* brought in ahead of use, not yet proved useful */
 	uint8_t rmw_probe;               /* installed clean by a read miss, not written yet (rmw.c) */
+	uint8_t marker;                  /* read ahead, held back unmapped: its fault tells where a
+					  * stream is (readahead.c; its bytes are in region->marks) */
 };
 
 /* Per-region counters; relaxed atomics, summed for process stats. */
@@ -76,6 +78,7 @@ struct eng_counters {
 	_Atomic uint64_t pinned_pages, stuck_faults;
 	_Atomic uint64_t readahead_hits, readahead_wasted;
 	_Atomic uint64_t rmw_installs;
+	_Atomic uint64_t ra_marks;       /* faults on read-ahead markers (not exported) */
 };
 
 /* A sequential stream seen in a region's faults (read-ahead), going up or
@@ -112,6 +115,10 @@ struct eng_region {
 	int advice;             /* UMAPD_ADV_NORMAL/SEQUENTIAL/RANDOM */
 	struct eng_stream streams[RA_STREAMS];
 	uint64_t ra_clock;      /* ticks once per miss, for the streams' LRU */
+	struct eng_mark {       /* read-ahead markers (readahead.c): buf NULL if the slot is free */
+		uint64_t index;
+		void *buf;
+	} marks[RA_STREAMS];
 	int rmw_score;          /* rmw.c: probes written minus probes evicted clean */
 	unsigned rmw_tick;      /* rmw.c: read misses installed while above RMW_ON */
 	bool frozen;            /* unmap in progress: no new state changes */
@@ -265,6 +272,8 @@ struct fill_req {
 	bool readahead;      /* prefetch by the read-ahead (pages marked for the hit count) */
 	bool keep_dirty;     /* install writable and DIRTY: the refill of a dirty page, or
 			      * read-ahead of a stream that writes what it reads */
+	uint64_t mark_plus1; /* read-ahead: hold page mark_plus1 - 1 back as a marker (0: none) */
+	void *mark_buf;      /* set by fill_install: the marker's bytes, held back */
 	/* Set by fill_begin(). */
 	uint64_t data_end;   /* the region's data_end when the fill began */
 	size_t total;        /* bytes of the n pages */
@@ -288,6 +297,7 @@ struct ra_plan {                /* absent pages reserved (FILLING) for read-ahea
 	unsigned nruns;
 	uint64_t first[RA_RUNS], n[RA_RUNS];
 	bool keep_dirty;        /* install writable and DIRTY (see fill_req) */
+	uint64_t mark_plus1;    /* the page to hold back as the marker, plus one (0: none) */
 };
 /*
  * A miss at index, whose own page is reserved: follow or start a stream
@@ -306,7 +316,13 @@ void ra_touch(struct eng_page *p); /* a fault proved a read-ahead page useful */
  * up: the asynchronous half of read-ahead, as the kernel's PG_readahead
  * marker does it.
  */
-void ra_extend(struct eng_region *r, uint64_t index, uint64_t budget, struct ra_plan *pl);
+void ra_extend(struct eng_region *r, uint64_t index, uint64_t budget, struct ra_plan *pl, bool marker);
+/* Markers, under eng.lock.  Keep buf as the bytes of marker page index
+ * (false: no free slot, the caller keeps buf); take them back (NULL if
+ * none); free them all (the region is going). */
+bool ra_mark_add(struct eng_region *r, uint64_t index, void *buf);
+void *ra_mark_take(struct eng_region *r, uint64_t index);
+void ra_mark_free_all(struct eng_region *r);
 /* rmw.c, under eng.lock: install this read miss writable and dirty, since
  * the region's reads are usually followed by writes? */
 bool rmw_install_dirty(struct eng_region *r);

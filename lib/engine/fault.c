@@ -265,11 +265,43 @@ static void ra_start(struct filler *f, struct eng_region *r, const struct ra_pla
 
 			c.first = pl->first[k] + done;
 			c.n = pl->n[k] - done < per ? pl->n[k] - done : per;
+			if (pl->mark_plus1 > c.first && pl->mark_plus1 <= c.first + c.n)
+				c.mark_plus1 = pl->mark_plus1;
 			if (fa_start(f->fa, &c, NULL) < 0)
 				fill_run(&c, f->bounce, BOUNCE_BYTES);
 			done += c.n;
 		}
 	}
+}
+
+/*
+ * A fault on a read-ahead marker (readahead.c), under eng.lock, which it
+ * drops: install the page from the bytes kept aside, no I/O, and read the
+ * stream's next window.  The install goes through fill_install like any
+ * fill (so a write fault gets the page DIRTY before its thread runs).
+ */
+static void fault_marker(struct filler *f, struct eng_region *r, struct eng_page *p, bool write, uint64_t budget)
+{
+	struct fill_req q = { .r = r, .first = p->index, .n = 1, .write = write };
+	struct ra_plan ra = { 0 };
+	void *buf = ra_mark_take(r, p->index);
+
+	p->marker = 0;
+	atomic_fetch_add_explicit(&r->c.ra_marks, 1, memory_order_relaxed);
+	pg_set_state(p, PG_FILLING);
+	ra_extend(r, p->index, budget, &ra, true);
+	q.data_end = r->data_end;
+	q.total = pg_len(r, p->index);
+	pthread_mutex_unlock(&eng.lock);
+	ra_start(f, r, &ra);
+	if (!buf) {
+		/* Cannot happen (the flag and the slot go together); read it. */
+		fill_run(&q, f->bounce, BOUNCE_BYTES);
+		return;
+	}
+	if (fill_install(&q, buf, 0, q.total) == 0)
+		fill_done(&q);
+	free(buf);
 }
 
 /*
@@ -381,7 +413,7 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		p->wake_needed = 1;
 		waiter_note(addr);
 		if (p->state == PG_FILLING)
-			ra_extend(r, idx, budget, &ra);
+			ra_extend(r, idx, budget, &ra, false);
 		pthread_mutex_unlock(&eng.lock);
 		ra_start(f, r, &ra);
 		if (zapped && fault_refill_busy(f, r, idx, addr) == -EAGAIN) {
@@ -442,7 +474,9 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		 * application).  The page tables tell which. */
 		p->referenced = 1;
 		ra_touch(p);
-		if (pg_present(addr, addr + 1)) {
+		if (p->marker) {
+			fault_marker(f, r, p, write, budget);
+		} else if (pg_present(addr, addr + 1)) {
 			pthread_mutex_unlock(&eng.lock);
 			uffd_wake(&eng.uffd, addr & ~(uintptr_t)(eng.sys_psize - 1), eng.sys_psize);
 		} else {

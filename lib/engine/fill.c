@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -141,6 +142,32 @@ static void fill_finish(struct fill_req *q, uint64_t upto)
 			pg_remove(p);
 			continue;
 		}
+		if (q->mark_buf && q->first + i == q->mark_plus1 - 1) {
+			/* The marker: resident, clean, and not mapped until its
+			 * fault.  With no slot free, forget the page instead (its
+			 * fault reads it again).  Either way a thread that faulted
+			 * on it meanwhile is woken, to fault again. */
+			bool kept = ra_mark_add(r, q->first + i, q->mark_buf);
+
+			if (!kept)
+				free(q->mark_buf);
+			q->mark_buf = NULL;
+			if (p->wake_needed) {
+				p->wake_needed = 0;
+				if (wake_first == UINT64_MAX)
+					wake_first = i;
+				wake_last = i;
+			}
+			if (!kept) {
+				pg_remove(p);
+				continue;
+			}
+			pg_set_state(p, PG_CLEAN);
+			p->marker = 1;
+			p->referenced = 0;
+			p->readahead = 1;
+			continue;
+		}
 		if (r->writable && (!can_wp || q->keep_dirty || (fault_page && q->write))) {
 			pg_set_state(p, PG_DIRTY);
 		} else {
@@ -240,6 +267,32 @@ size_t fill_begin(struct fill_req *q)
 	return q->total;
 }
 
+/*
+ * fill_copy, except that the read-ahead marker of q, if it lies in
+ * [dst, dst+len), is not installed: its bytes are kept in q->mark_buf
+ * for fill_finish to hand to the region (readahead.c).  Without memory
+ * for them the marker is installed like any page.
+ */
+static int fill_copy_mark(struct fill_req *q, uintptr_t dst, const char *src, size_t len, bool wp, bool dontwake)
+{
+	struct eng_region *r = q->r;
+	uintptr_t m;
+	size_t ml;
+	int ret;
+
+	if (!q->mark_plus1 || q->mark_buf)
+		return fill_copy(dst, src, len, wp, dontwake);
+	m = pg_addr(r, q->mark_plus1 - 1);
+	ml = pg_len(r, q->mark_plus1 - 1);
+	if (m < dst || m + ml > dst + len || !(q->mark_buf = malloc(ml)))
+		return fill_copy(dst, src, len, wp, dontwake);
+	memcpy(q->mark_buf, src + (m - dst), ml);
+	ret = fill_copy(dst, src, m - dst, wp, dontwake);
+	if (ret == 0)
+		ret = fill_copy(m + ml, src + (m - dst) + ml, dst + len - (m + ml), wp, dontwake);
+	return ret;
+}
+
 int fill_install(struct fill_req *q, const char *buf, size_t done, size_t len)
 {
 	struct eng_region *r = q->r;
@@ -256,11 +309,11 @@ int fill_install(struct fill_req *q, const char *buf, size_t done, size_t len)
 	if (done < first_len) {
 		size_t a = first_len - done < len ? first_len - done : len;
 
-		ret = fill_copy(dst, buf, a, can_wp && !wake_late && !q->keep_dirty, wake_late);
+		ret = fill_copy_mark(q, dst, buf, a, can_wp && !wake_late && !q->keep_dirty, wake_late);
 		if (ret == 0 && a < len)
-			ret = fill_copy(dst + a, buf + a, len - a, can_wp && !q->keep_dirty, false);
+			ret = fill_copy_mark(q, dst + a, buf + a, len - a, can_wp && !q->keep_dirty, false);
 	} else {
-		ret = fill_copy(dst, buf, len, can_wp && !q->keep_dirty, false);
+		ret = fill_copy_mark(q, dst, buf, len, can_wp && !q->keep_dirty, false);
 	}
 	if (ret == 0 && eng_test_fill_hook && !q->prefetch)
 		eng_test_fill_hook(pg_addr(r, q->first), q->keep_dirty);
@@ -268,7 +321,12 @@ int fill_install(struct fill_req *q, const char *buf, size_t done, size_t len)
 		if (ret != -ENOENT && ret != -ESRCH && ret != -EAGAIN)
 			ulog_error("region %p: UFFDIO_COPY at %p failed: %s", (void *)r->base,
 				   (void *)dst, ulog_errname(-ret));
-		/* What was installed before stays; the rest is given up. */
+		/* What was installed before stays; the rest is given up (a
+		 * marker taken aside in this part too). */
+		if (q->mark_buf && q->mark_plus1 - 1 >= q->first + (done >> r->pshift)) {
+			free(q->mark_buf);
+			q->mark_buf = NULL;
+		}
 		fill_finish(q, done >> r->pshift);
 		fill_abandon(q, done >> r->pshift);
 	}

@@ -211,6 +211,8 @@ void pg_remove(struct eng_page *p)
 	struct eng_page **pp = &r->buckets[hash_slot(r, p->index)];
 
 	pg_set_state(p, PG_CLEAN); /* settle the dirty count */
+	if (p->marker)
+		free(ra_mark_take(r, p->index)); /* a read-ahead marker's kept bytes */
 	while (*pp != p)
 		pp = &(*pp)->hnext;
 	*pp = p->hnext;
