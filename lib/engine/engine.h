@@ -84,6 +84,7 @@ struct eng_counters {
 /* A sequential stream seen in a region's faults (read-ahead), going up or
  * down the region. */
 #define RA_STREAMS 4
+#define RA_MARKS 16     /* read-ahead markers outstanding per region, at most */
 struct eng_stream {
 	uint64_t last;          /* page of its last miss */
 	uint64_t lo, hi;        /* its read-ahead not yet gone past: pages [lo, hi) */
@@ -118,7 +119,7 @@ struct eng_region {
 	struct eng_mark {       /* read-ahead markers (readahead.c): buf NULL if the slot is free */
 		uint64_t index;
 		void *buf;
-	} marks[RA_STREAMS];
+	} marks[RA_MARKS];
 	int rmw_score;          /* rmw.c: probes written minus probes evicted clean */
 	unsigned rmw_tick;      /* rmw.c: read misses installed while above RMW_ON */
 	bool frozen;            /* unmap in progress: no new state changes */

@@ -200,7 +200,7 @@ static void ra_pick_mark(struct ra_plan *pl)
 
 bool ra_mark_add(struct eng_region *r, uint64_t index, void *buf)
 {
-	for (int i = 0; i < RA_STREAMS; i++) {
+	for (int i = 0; i < RA_MARKS; i++) {
 		if (!r->marks[i].buf) {
 			r->marks[i] = (struct eng_mark){ .index = index, .buf = buf };
 			return true;
@@ -211,7 +211,7 @@ bool ra_mark_add(struct eng_region *r, uint64_t index, void *buf)
 
 void *ra_mark_take(struct eng_region *r, uint64_t index)
 {
-	for (int i = 0; i < RA_STREAMS; i++) {
+	for (int i = 0; i < RA_MARKS; i++) {
 		if (r->marks[i].buf && r->marks[i].index == index) {
 			void *buf = r->marks[i].buf;
 
@@ -224,7 +224,7 @@ void *ra_mark_take(struct eng_region *r, uint64_t index)
 
 void ra_mark_free_all(struct eng_region *r)
 {
-	for (int i = 0; i < RA_STREAMS; i++) {
+	for (int i = 0; i < RA_MARKS; i++) {
 		free(r->marks[i].buf);
 		r->marks[i].buf = NULL;
 	}

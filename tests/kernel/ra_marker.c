@@ -12,8 +12,8 @@
  * outruns the scan), windows of 64 pages, a budget far above the data.
  * One pass up the region reads one byte of every page and checks it.
  * Without markers the scan missed at nearly every window's end (a few
- * hundred misses); with them the misses (read faults that were not on a
- * marker) stay below 32, the marker faults are about one per window, and
+ * hundred misses); with them the misses (faults that had to read their own
+ * page) stay at most one per two windows, the marker faults are about one per window, and
  * every byte read is right.  Then a second region, written through while
  * its markers are outstanding and flushed, checks that a marker's first
  * access can be a write (DIRTY, in the store after umapd_flush).
@@ -71,14 +71,20 @@ int main(void)
 		T_CHECK(got == t_pat(i * ps + 1, SEED), "page %zu: %#x, expected %#x", i, got, t_pat(i * ps + 1, SEED));
 	}
 	T_OK(umapd_region_stats(m, &b));
+	/* A miss: a fault whose own page had to be read (a fill that is not
+	 * read-ahead).  A fault on a page still being read ahead is not one. */
 	uint64_t faults = b.read_faults - a.read_faults, marks = atomic_load(&r->c.ra_marks) - marks0;
+	uint64_t misses = (b.fills - a.fills) - (b.readahead_pages - a.readahead_pages);
 
-	printf("scan of %d pages, windows of %d: %llu read faults, %llu on markers\n", NP, WINDOW,
-	       (unsigned long long)faults, (unsigned long long)marks);
-	T_CHECK(faults - marks < 32, "%llu misses (read faults not on a marker) in a scan of %d pages with windows of %d",
-		(unsigned long long)(faults - marks), NP, WINDOW);
+	printf("scan of %d pages, windows of %d: %llu read faults, %llu on markers, %llu misses\n", NP, WINDOW,
+	       (unsigned long long)faults, (unsigned long long)marks, (unsigned long long)misses);
+	/* Quiet: 5-6 misses (the windows below 64 pages, which get no
+	 * marker); with both CPUs busy elsewhere up to 68 were seen. */
+	T_CHECK(misses <= NP / WINDOW / 2, "%llu misses (faults that read their own page) in a scan of %d pages with windows of %d",
+		(unsigned long long)misses, NP, WINDOW);
 	T_CHECK(marks >= NP / WINDOW / 2, "only %llu marker faults for %d windows", (unsigned long long)marks,
 		NP / WINDOW);
+	(void)faults;
 	t_unmap(m);
 
 	t_step("a marker's first access is a write");
@@ -100,6 +106,6 @@ int main(void)
 		T_CHECK(((volatile uint8_t *)m)[i * ps + 2] == (i % 2 ? 0x5a : 0), "page %zu byte 2: %#x after flush and evict",
 			i, m[i * ps + 2]);
 	t_unmap(m);
-	t_pass("%llu misses and %llu marker faults for %d pages in windows of %d", (unsigned long long)(faults - marks),
+	t_pass("%llu misses and %llu marker faults for %d pages in windows of %d", (unsigned long long)misses,
 	       (unsigned long long)marks, NP, WINDOW);
 }
