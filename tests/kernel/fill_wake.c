@@ -53,6 +53,9 @@ int main(void)
 	t_init("fill_wake", 60);
 	T_CHECK(counts != NULL, "out of memory");
 	t_write_file_pat(fd, 0, NP * ps, SEED);
+	/* Set before the engine's threads exist (their creation orders it);
+	 * `armed` switches it on and off. */
+	eng_test_fill_hook = fill_hook;
 	t_umapd_start();
 	uint8_t *m = t_map(NP * ps, PROT_READ | PROT_WRITE, 0, fd, 0, ps, -1);
 
@@ -75,7 +78,6 @@ int main(void)
 
 	t_step("read a missing page, write it, flush, pread");
 	T_OK(umapd_evict(m, NP * ps));
-	eng_test_fill_hook = fill_hook;
 	atomic_store(&armed, true);
 	for (size_t p = 0; p < 32; p++) {
 		volatile uint8_t *b = m + p * ps + 8;
@@ -91,7 +93,6 @@ int main(void)
 			"while the page was still being installed)", p, infile, (uint8_t)(got + 0x55));
 	}
 	atomic_store(&armed, false);
-	eng_test_fill_hook = NULL;
 	T_CHECK(atomic_load(&held) > 0, "no read miss was installed dirty while the hook was armed");
 	unsigned nheld = atomic_load(&held);
 	t_unmap(m);
