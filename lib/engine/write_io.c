@@ -43,10 +43,14 @@ static struct io_ctx *ctx_new(void)
 	return c;
 }
 
+/* Idempotent: a start that fails later (an invalid setting, no
+ * userfaultfd) is tried again by the next call, which must not replace,
+ * and leak, the contexts opened the first time. */
 void wr_start(void)
 {
 	for (int i = 0; i < POOL; i++)
-		pool[i] = ctx_new();
+		if (!pool[i])
+			pool[i] = ctx_new();
 }
 
 /* Evictors' contexts, also reachable from here (see fill_async.c: a
