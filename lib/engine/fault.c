@@ -293,15 +293,17 @@ static void fault_marker(struct filler *f, struct eng_region *r, struct eng_page
 	q.data_end = r->data_end;
 	q.total = pg_len(r, p->index);
 	pthread_mutex_unlock(&eng.lock);
-	ra_start(f, r, &ra);
+	/* The page first: the faulting thread need not wait while the next
+	 * window is submitted (which waits when the arena is full). */
 	if (!buf) {
 		/* Cannot happen (the flag and the slot go together); read it. */
 		fill_run(&q, f->bounce, BOUNCE_BYTES);
-		return;
+	} else {
+		if (fill_install(&q, buf, 0, q.total) == 0)
+			fill_done(&q);
+		free(buf);
 	}
-	if (fill_install(&q, buf, 0, q.total) == 0)
-		fill_done(&q);
-	free(buf);
+	ra_start(f, r, &ra);
 }
 
 /*
