@@ -64,10 +64,14 @@ struct eng_page {
 	uint8_t dropping;                /* busy: its slot may be empty for a while (drop, move) */
 	uint8_t pinned;                  /* write-back found it pinned: keep it dirty */
 	uint8_t readahead;               /* brought in ahead of use, not yet proved useful */
-	uint8_t rmw_probe;               /* installed clean by a read miss, not written yet (rmw.c) */
-	uint8_t marker;                  /* read ahead, held back unmapped: its fault tells where a
+	/* One byte for these two, both only ever touched under eng.lock (the
+	 * struct stays 48 bytes: integration.meta_bytes holds the engine to
+	 * 64 bytes of memory per resident page). */
+	uint8_t rmw_probe : 1;           /* installed clean by a read miss, not written yet (rmw.c) */
+	uint8_t marker : 1;              /* read ahead, held back unmapped: its fault tells where a
 					  * stream is (readahead.c; its bytes are in region->marks) */
 };
+_Static_assert(sizeof(struct eng_page) <= 48, "struct eng_page grew past 48 bytes");
 
 /* Per-region counters; relaxed atomics, summed for process stats. */
 struct eng_counters {
