@@ -142,33 +142,30 @@ static void fill_finish(struct fill_req *q, uint64_t upto)
 			pg_remove(p);
 			continue;
 		}
+		if (p->wake_needed || (fault_page && wake_late)) {
+			p->wake_needed = 0;
+			if (wake_first == UINT64_MAX)
+				wake_first = i;
+			wake_last = i;
+		}
 		if (q->mark_buf && q->first + i == q->mark_plus1 - 1) {
-			/* The marker: resident, clean, and not mapped until its
-			 * fault.  With no slot free, forget the page instead (its
-			 * fault reads it again).  Either way a thread that faulted
-			 * on it meanwhile is woken, to fault again. */
+			/* The marker (always a read-ahead page): resident, clean,
+			 * and not mapped until its fault.  With no slot free,
+			 * forget the page instead (its fault reads it again).
+			 * Either way a thread that faulted on it meanwhile is
+			 * woken above, to fault again. */
 			bool kept = ra_mark_add(r, q->first + i, q->mark_buf);
 
 			if (!kept)
 				free(q->mark_buf);
 			q->mark_buf = NULL;
-			if (p->wake_needed) {
-				p->wake_needed = 0;
-				if (wake_first == UINT64_MAX)
-					wake_first = i;
-				wake_last = i;
-			}
 			if (!kept) {
 				pg_remove(p);
 				continue;
 			}
-			pg_set_state(p, PG_CLEAN);
 			p->marker = 1;
-			p->referenced = 0;
-			p->readahead = 1;
-			continue;
 		}
-		if (r->writable && (!can_wp || q->keep_dirty || (fault_page && q->write))) {
+		if (!p->marker && r->writable && (!can_wp || q->keep_dirty || (fault_page && q->write))) {
 			pg_set_state(p, PG_DIRTY);
 		} else {
 			pg_set_state(p, PG_CLEAN);
@@ -178,12 +175,6 @@ static void fill_finish(struct fill_req *q, uint64_t upto)
 		}
 		p->referenced = fault_page;
 		p->readahead = q->readahead;
-		if (p->wake_needed || (fault_page && wake_late)) {
-			p->wake_needed = 0;
-			if (wake_first == UINT64_MAX)
-				wake_first = i;
-			wake_last = i;
-		}
 	}
 	pthread_cond_broadcast(&eng.page_cv);
 	pthread_mutex_unlock(&eng.lock);
