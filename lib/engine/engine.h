@@ -432,6 +432,11 @@ extern void (*eng_test_wb_hook)(uintptr_t addr, size_t len, bool evict);
  * FILLING (fill.c): addr of its first page, whether it was installed
  * writable and dirty for a read miss.  NULL in normal use. */
 extern void (*eng_test_fill_hook)(uintptr_t addr, bool keep_dirty);
+/* Tests only: called before each UFFDIO_COPY of a fill (fill.c) of *len
+ * bytes at dst; may lower *len (the copy then stops there, as a partial
+ * copy does), or return a negative errno to fail the copy with nothing
+ * copied.  NULL in normal use. */
+extern int (*eng_test_copy_hook)(uintptr_t dst, size_t *len);
 extern _Atomic bool eng_test_stage_fail; /* Tests only: stage_get() fails (staging.c) */
 
 #endif

@@ -57,22 +57,34 @@ int fill_read(struct eng_region *r, void *buf, size_t len, uint64_t off, uint64_
 	return 0;
 }
 
+void (*eng_test_fill_hook)(uintptr_t addr, bool keep_dirty);
+int (*eng_test_copy_hook)(uintptr_t dst, size_t *len);
+
 /*
- * Install len bytes at dst.  A page already present (-EEXIST) counts as
- * installed: the thread that faulted on it will be woken.  -EAGAIN (the mm
- * is changing) is retried with a growing pause.
+ * Install len bytes at dst; *installed grows by the bytes now present.  A
+ * page already present (-EEXIST) counts as installed: the thread that
+ * faulted on it will be woken.  -EAGAIN (the mm is changing) is retried
+ * with a growing pause.  On an error the bytes before *installed are in
+ * the page tables all the same: UFFDIO_COPY reports a partial copy (then
+ * -ENOMEM, say, in a memory cgroup at its limit) by its count.
  */
-static int fill_copy(uintptr_t dst, const char *src, size_t len, bool wp, bool dontwake)
+static int fill_copy(uintptr_t dst, const char *src, size_t len, bool wp, bool dontwake, size_t *installed)
 {
 	unsigned tries = 0;
 
 	while (len > 0) {
-		size_t copied = 0;
-		int ret = uffd_copy(&eng.uffd, dst, src, len, wp, dontwake, &copied);
+		size_t copied = 0, n = len;
+		int ret = eng_test_copy_hook ? eng_test_copy_hook(dst, &n) : 0;
 
+		if (ret == 0) {
+			ret = uffd_copy(&eng.uffd, dst, src, n, wp, dontwake, &copied);
+			if (ret == 0 && n < len)
+				ret = -EAGAIN; /* cut short by the hook, as the kernel reports it */
+		}
 		dst += copied;
 		src += copied;
 		len -= copied;
+		*installed += copied;
 		if (ret == 0)
 			return 0;
 		if (ret == -EEXIST) {
@@ -86,6 +98,7 @@ static int fill_copy(uintptr_t dst, const char *src, size_t len, bool wp, bool d
 			dst += step;
 			src += step;
 			len -= step;
+			*installed += step;
 			continue;
 		}
 		/* The mm is changing: an event (REMOVE, UNMAP, REMAP) is pending
@@ -103,7 +116,6 @@ static int fill_copy(uintptr_t dst, const char *src, size_t len, bool wp, bool d
 	return 0;
 }
 
-void (*eng_test_fill_hook)(uintptr_t addr, bool keep_dirty);
 
 /*
  * The faulting page of q is installed writable: a write fault's, or a read
@@ -262,26 +274,30 @@ size_t fill_begin(struct fill_req *q)
  * fill_copy, except that the read-ahead marker of q, if it lies in
  * [dst, dst+len), is not installed: its bytes are kept in q->mark_buf
  * for fill_finish to hand to the region (readahead.c).  Without memory
- * for them the marker is installed like any page.
+ * for them the marker is installed like any page.  *progress grows by the
+ * bytes from dst on that are installed or, the marker, kept aside.
  */
-static int fill_copy_mark(struct fill_req *q, uintptr_t dst, const char *src, size_t len, bool wp, bool dontwake)
+static int fill_copy_mark(struct fill_req *q, uintptr_t dst, const char *src, size_t len, bool wp, bool dontwake,
+			  size_t *progress)
 {
 	struct eng_region *r = q->r;
 	uintptr_t m;
-	size_t ml;
+	size_t ml, before = 0;
 	int ret;
 
 	if (!q->mark_plus1 || q->mark_buf)
-		return fill_copy(dst, src, len, wp, dontwake);
+		return fill_copy(dst, src, len, wp, dontwake, progress);
 	m = pg_addr(r, q->mark_plus1 - 1);
 	ml = pg_len(r, q->mark_plus1 - 1);
 	if (m < dst || m + ml > dst + len || !(q->mark_buf = malloc(ml)))
-		return fill_copy(dst, src, len, wp, dontwake);
+		return fill_copy(dst, src, len, wp, dontwake, progress);
 	memcpy(q->mark_buf, src + (m - dst), ml);
-	ret = fill_copy(dst, src, m - dst, wp, dontwake);
-	if (ret == 0)
-		ret = fill_copy(m + ml, src + (m - dst) + ml, dst + len - (m + ml), wp, dontwake);
-	return ret;
+	ret = fill_copy(dst, src, m - dst, wp, dontwake, &before);
+	*progress += before;
+	if (ret < 0)
+		return ret;
+	*progress += ml;
+	return fill_copy(m + ml, src + (m - dst) + ml, dst + len - (m + ml), wp, dontwake, progress);
 }
 
 int fill_install(struct fill_req *q, const char *buf, size_t done, size_t len)
@@ -289,8 +305,9 @@ int fill_install(struct fill_req *q, const char *buf, size_t done, size_t len)
 	struct eng_region *r = q->r;
 	bool can_wp = eng.uffd.can_wp && r->writable;
 	bool wake_late = fill_wakes_late(q);
-	size_t first_len = pg_len(r, q->first);
+	size_t first_len = pg_len(r, q->first), progress = 0;
 	uintptr_t dst = pg_addr(r, q->first) + done;
+	uint64_t upto;
 	int ret;
 
 	/* The faulting page goes first so its thread wakes soonest.  A write
@@ -300,26 +317,35 @@ int fill_install(struct fill_req *q, const char *buf, size_t done, size_t len)
 	if (done < first_len) {
 		size_t a = first_len - done < len ? first_len - done : len;
 
-		ret = fill_copy_mark(q, dst, buf, a, can_wp && !wake_late && !q->keep_dirty, wake_late);
+		ret = fill_copy_mark(q, dst, buf, a, can_wp && !wake_late && !q->keep_dirty, wake_late, &progress);
 		if (ret == 0 && a < len)
-			ret = fill_copy_mark(q, dst + a, buf + a, len - a, can_wp && !q->keep_dirty, false);
+			ret = fill_copy_mark(q, dst + a, buf + a, len - a, can_wp && !q->keep_dirty, false, &progress);
 	} else {
-		ret = fill_copy_mark(q, dst, buf, len, can_wp && !q->keep_dirty, false);
+		ret = fill_copy_mark(q, dst, buf, len, can_wp && !q->keep_dirty, false, &progress);
 	}
 	if (ret == 0 && eng_test_fill_hook && !q->prefetch)
 		eng_test_fill_hook(pg_addr(r, q->first), q->keep_dirty);
 	if (ret < 0) {
 		if (ret != -ENOENT && ret != -ESRCH && ret != -EAGAIN)
 			ulog_error("region %p: UFFDIO_COPY at %p failed: %s", (void *)r->base,
-				   (void *)dst, ulog_errname(-ret));
-		/* What was installed before stays; the rest is given up (a
-		 * marker taken aside in this part too). */
-		if (q->mark_buf && q->mark_plus1 - 1 >= q->first + (done >> r->pshift)) {
+				   (void *)(dst + progress), ulog_errname(-ret));
+		/*
+		 * What is in the page tables stays, and stays tracked: a page
+		 * given up while present would be one we no longer know about,
+		 * writable (installed dirty) or not, never written back or
+		 * dropped (a copy cut short by -ENOMEM in a memory cgroup at its
+		 * limit did this; integration.fill_partial).  A page installed
+		 * in part counts as installed: a fault on the rest of it reads
+		 * the rest in.  The rest of the fill is given up (a marker taken
+		 * aside in that part too).
+		 */
+		upto = (done + progress + r->psize - 1) >> r->pshift;
+		if (q->mark_buf && q->mark_plus1 - 1 >= q->first + upto) {
 			free(q->mark_buf);
 			q->mark_buf = NULL;
 		}
-		fill_finish(q, done >> r->pshift);
-		fill_abandon(q, done >> r->pshift);
+		fill_finish(q, upto);
+		fill_abandon(q, upto);
 	}
 	return ret;
 }
