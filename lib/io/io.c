@@ -196,7 +196,7 @@ int io_enqueue(struct io_ctx *c, struct io_req *r)
 	if (c->inflight >= c->depth)
 		return -EBUSY;
 	r->done = 0;
-	r->res = 0;
+	r->res = -EINPROGRESS;
 	r->retries = 0;
 	c->inflight++;
 	push(&c->queue_head, &c->queue_tail, r);
@@ -205,6 +205,8 @@ int io_enqueue(struct io_ctx *c, struct io_req *r)
 
 int io_flush(struct io_ctx *c)
 {
+	if (c->inj.break_after && ++c->nflushes >= c->inj.break_after)
+		return -EIO;
 	prep_queued(c);
 	return c->be->submit(c);
 }
@@ -260,9 +262,14 @@ int io_run(struct io_ctx *c, struct io_req *reqs, size_t n)
 		if (ret == 0)
 			ret = io_reap(c, got, 64, true);
 		if (ret < 0) {
-			/* The context broke: fail what it still holds. */
-			for (size_t i = next; i < n; i++)
-				reqs[i].res = ret;
+			/* The context broke: fail everything not finished, the
+			 * requests queued or in flight as well as those never
+			 * queued.  (Calling an unfinished write done let a dirty
+			 * page be dropped before its data was in the store:
+			 * unit.io_engines, "broken context".) */
+			for (size_t i = 0; i < n; i++)
+				if (i >= next || reqs[i].res == -EINPROGRESS)
+					reqs[i].res = ret;
 			return ret;
 		}
 	}

@@ -47,7 +47,7 @@ struct io_req {
 	void *owner;          /* the caller's, untouched */
 	/* Set by the context. */
 	size_t done;          /* bytes transferred */
-	int res;              /* when finished: 0, or a negative errno */
+	int res;              /* when finished: 0, or a negative errno; -EINPROGRESS before */
 	unsigned retries;     /* EINTR/EAGAIN/short resubmissions so far */
 	struct io_req *next;  /* the context's lists */
 };
@@ -61,6 +61,7 @@ struct io_ctx;
  */
 struct io_inject {
 	unsigned short_pct, eintr_pct, eagain_pct;
+	unsigned break_after;   /* the context breaks: its flushes from this one on fail with EIO (0: never) */
 	uint64_t seed;
 };
 

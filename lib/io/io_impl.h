@@ -31,6 +31,7 @@ struct io_ctx {
 	struct io_req *queue_head, *queue_tail; /* to prepare (new, or a rest to resubmit) */
 	struct io_req *done_head, *done_tail;   /* finished, for io_reap */
 	struct io_inject inj;
+	unsigned nflushes;            /* for inj.break_after */
 	uint64_t rng;
 	char *fixed_base;
 	size_t fixed_len;

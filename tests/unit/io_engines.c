@@ -8,7 +8,10 @@
  * io_run; with injection (30% short submissions, 10% EINTR, 10% EAGAIN)
  * every byte still arrives and retries are seen; O_DIRECT reads of whole
  * blocks work where the file system takes O_DIRECT, and a read that meets
- * an unaligned end of file finishes short instead of failing.
+ * an unaligned end of file finishes short instead of failing.  A context
+ * that breaks in the middle of io_run (its flushes fail, injected) fails
+ * every request it did not finish: one reported done has its bytes in the
+ * file (write-back drops a page on that word).
  */
 #include "umapd_test.h"
 
@@ -144,6 +147,51 @@ static void check_kind(enum io_kind k, bool inject)
 	free(buf);
 }
 
+/* A context whose third flush fails: what io_run calls done is written. */
+static void check_broken(enum io_kind k)
+{
+	struct io_ctx *c;
+	int fd = t_tmpfile(NULL);
+	static struct io_req rq[64];
+	size_t fsize = 64 * CHUNK;
+	char *buf = aligned_alloc(4096, fsize), *back = malloc(CHUNK);
+	struct io_inject inj = { .break_after = 3 };
+	unsigned ok = 0, failed = 0;
+
+	t_step("%s: a context that breaks inside io_run", io_kind_name(k));
+	T_CHECK(buf && back, "out of memory");
+	if (io_open(k, 8, &c) < 0) {
+		free(buf);
+		free(back);
+		close(fd);
+		return;
+	}
+	io_set_inject(c, &inj);
+	t_ftruncate(fd, (off_t)fsize);
+	t_fill_pat(buf, fsize, 0, 8);
+	for (int i = 0; i < 64; i++)
+		rq[i] = (struct io_req){ .fd = fd, .write = true, .buf = buf + (size_t)i * CHUNK, .len = CHUNK,
+					 .off = (uint64_t)i * CHUNK };
+	T_CHECK(io_run(c, rq, 64) == -EIO, "%s: io_run on a broken context did not fail with EIO", io_kind_name(k));
+	io_close(c); /* what is still in the kernel ends here */
+	for (int i = 0; i < 64; i++) {
+		if (rq[i].res < 0) {
+			failed++;
+			continue;
+		}
+		T_CHECK(rq[i].res == 0, "%s: write %d: res %d", io_kind_name(k), i, rq[i].res);
+		t_pread_all(fd, back, CHUNK, (off_t)rq[i].off);
+		t_check_bytes("a write io_run reported done on a broken context", back, rq[i].buf, CHUNK, rq[i].off);
+		ok++;
+	}
+	T_CHECK(failed > 0, "%s: the broken context failed no request", io_kind_name(k));
+	printf("  %s, broken after 2 flushes: %u writes done and in the file, %u failed\n", io_kind_name(k), ok,
+	       failed);
+	free(buf);
+	free(back);
+	close(fd);
+}
+
 int main(void)
 {
 	char why[200];
@@ -154,10 +202,13 @@ int main(void)
 		check_kind(IO_AIO, inject);
 		check_kind(IO_PSYNC, inject);
 	}
+	check_broken(IO_URING);
+	check_broken(IO_AIO);
+	check_broken(IO_PSYNC);
 	t_step("io_choose");
 	enum io_kind k = io_choose(IO_AUTO, why, sizeof(why));
 	T_CHECK(k == IO_URING || k == IO_AIO || k == IO_PSYNC, "io_choose(auto) = %d", k);
 	T_CHECK(io_choose(IO_PSYNC, why, sizeof(why)) == IO_PSYNC, "io_choose(psync)");
 	t_pass("io_uring, aio and psync: batches past the depth, short reads at EOF, EBADF, O_DIRECT tails, "
-	       "injected short/EINTR/EAGAIN absorbed; auto chose %s", io_kind_name(k));
+	       "injected short/EINTR/EAGAIN absorbed, a broken context fails what it did not finish; auto chose %s", io_kind_name(k));
 }
