@@ -191,8 +191,8 @@ int main(void)
 		t_unmap(map);
 		check_file(fd, round);
 		printf("round %u: %" PRIu64 " evictions (%" PRIu64 " dirty), %" PRIu64 " read misses installed dirty, "
-		       "%" PRIu64 " write-protect faults\n", round, st.evictions, st.dirty_evictions,
-		       st.rmw_installs, st.wp_faults);
+		       "%" PRIu64 " write-protect faults, %" PRIu64 " pages found pinned\n", round, st.evictions,
+		       st.dirty_evictions, st.rmw_installs, st.wp_faults, st.pinned_pages);
 		T_CHECK(st.dirty_evictions > 0, "round %u: nothing was evicted dirty: the budget did not bind", round);
 	}
 	for (uint64_t p = 0; p < np; p++)
