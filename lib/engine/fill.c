@@ -116,7 +116,6 @@ static int fill_copy(uintptr_t dst, const char *src, size_t len, bool wp, bool d
 	return 0;
 }
 
-
 /*
  * The faulting page of q is installed writable: a write fault's, or a read
  * miss installed dirty (keep_dirty: rmw.c, or the refill of a dirty page).
@@ -282,7 +281,7 @@ static int fill_copy_mark(struct fill_req *q, uintptr_t dst, const char *src, si
 {
 	struct eng_region *r = q->r;
 	uintptr_t m;
-	size_t ml, before = 0;
+	size_t ml;
 	int ret;
 
 	if (!q->mark_plus1 || q->mark_buf)
@@ -292,8 +291,7 @@ static int fill_copy_mark(struct fill_req *q, uintptr_t dst, const char *src, si
 	if (m < dst || m + ml > dst + len || !(q->mark_buf = malloc(ml)))
 		return fill_copy(dst, src, len, wp, dontwake, progress);
 	memcpy(q->mark_buf, src + (m - dst), ml);
-	ret = fill_copy(dst, src, m - dst, wp, dontwake, &before);
-	*progress += before;
+	ret = fill_copy(dst, src, m - dst, wp, dontwake, progress);
 	if (ret < 0)
 		return ret;
 	*progress += ml;

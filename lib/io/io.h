@@ -61,7 +61,8 @@ struct io_ctx;
  */
 struct io_inject {
 	unsigned short_pct, eintr_pct, eagain_pct;
-	unsigned break_after;   /* the context breaks: its flushes from this one on fail with EIO (0: never) */
+	unsigned break_after;   /* the context breaks: its flushes from this one on fail with EIO (0:
+				 * never); set by unit tests, not read from UMAPD_IO_INJECT */
 	uint64_t seed;
 };
 
