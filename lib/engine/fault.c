@@ -31,14 +31,25 @@ struct filler {
 
 #define MAX_WAITERS 1024
 
-/* Remember a fault that waits (under eng.lock); the table is bounded and a
- * full one simply stops recording. */
-static void waiter_note(uintptr_t addr)
+/*
+ * Remember a fault that waits (under eng.lock); the table is bounded and a
+ * full one simply stops recording.  `fresh`: nobody waited on this page
+ * until now, so an entry left from an earlier wait (the watchdog drops
+ * entries only twice a second) starts its clock again; else a page that
+ * was waited on briefly long ago would look stuck the next time it is.
+ */
+static void waiter_note(uintptr_t addr, bool fresh)
 {
 	addr &= ~(uintptr_t)(eng.sys_psize - 1);
-	for (size_t i = 0; i < eng.nwaiters; i++)
-		if (eng.waiters[i].addr == addr)
+	for (size_t i = 0; i < eng.nwaiters; i++) {
+		if (eng.waiters[i].addr == addr) {
+			if (fresh) {
+				eng.waiters[i].since = lat_now_ns();
+				eng.waiters[i].logged = false;
+			}
 			return;
+		}
+	}
 	if (!eng.waiters) {
 		eng.waiters = calloc(MAX_WAITERS, sizeof(*eng.waiters));
 		if (!eng.waiters)
@@ -78,11 +89,14 @@ void fault_watchdog(void)
 		if (w.since > now)
 			w.since = now; /* noted after this scan began */
 
-		/* Still waiting: on a busy page, or in the deferred list. */
+		/* Still waiting: on a busy page that someone waits for (a busy
+		 * page alone is no stuck fault: an unmap's write-back may hold a
+		 * page long after the fault noted here was served), or in the
+		 * deferred list. */
 		r = rg_get(w.addr);
 		pthread_mutex_lock(&eng.lock);
 		p = r ? pg_lookup(r, (w.addr - r->base) >> r->pshift) : NULL;
-		if (p && pg_busy(p->state)) {
+		if (p && pg_busy(p->state) && p->wake_needed) {
 			waiting = true;
 			state = p->state;
 		}
@@ -124,7 +138,7 @@ static bool fault_defer(uintptr_t addr, uint64_t flags, unsigned tries)
 		eng.cap_deferred = cap;
 	}
 	eng.deferred[eng.ndeferred++] = (struct eng_deferred){ .addr = addr, .flags = flags, .tries = tries };
-	waiter_note(addr);
+	waiter_note(addr, tries <= 1); /* tries 1: deferred for the first time */
 	eng_kick_evictors();
 	return true;
 }
@@ -412,8 +426,8 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		struct ra_plan ra = { 0 };
 
 		/* Its owner wakes the waiters when it is done. */
+		waiter_note(addr, !p->wake_needed);
 		p->wake_needed = 1;
-		waiter_note(addr);
 		if (p->state == PG_FILLING)
 			ra_extend(r, idx, budget, &ra, false);
 		pthread_mutex_unlock(&eng.lock);
