@@ -475,7 +475,7 @@ API int umapd_unmap(void *addr)
 	r->frozen = true;
 	pthread_mutex_unlock(&eng.lock);
 
-	ret = wb_range(r, 0, r->npages, false);
+	ret = wb_unmap(r);
 	if (ret < 0) {
 		/* Keep everything: the region stays usable and the caller can retry. */
 		pthread_mutex_lock(&eng.lock);

@@ -389,6 +389,9 @@ int wb_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict);
  * data is dead), after waiting for any write-back or fill in flight there.
  * Returns 0 or -ENOMEM. */
 int wb_discard(struct eng_region *r, uint64_t first, uint64_t end);
+/* Write back and drop the dirty pages of r, frozen for an unmap; clean
+ * pages stay for the unmap to free.  Returns 0 or the first error. */
+int wb_unmap(struct eng_region *r);
 
 /* events.c: non-cooperative events, read by the fillers */
 void ev_handle(const struct uffd_msg *m);

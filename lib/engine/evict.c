@@ -466,7 +466,7 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n, uint64_
 	size_t nruns = 0, ndrop = 0, nmark = 0, used = 0;
 	bool can_move = (eng.uffd.features & UFFD_FEATURE_MOVE) && r->psize <= STAGE_BYTES;
 	struct stage *st = NULL;
-	bool again = false;
+	bool again = false, unmapping;
 	int first_err = 0;
 
 	if (!runs) {
@@ -625,6 +625,9 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n, uint64_
 			p->dropping = 0;
 		}
 	}
+	/* An unmap's write-back (wb_unmap) drops what it writes: flushed
+	 * pages in the statistics, not evictions. */
+	unmapping = r->frozen;
 	pthread_cond_broadcast(&eng.page_cv);
 	pthread_mutex_unlock(&eng.lock);
 
@@ -634,14 +637,14 @@ static int wb_pages(struct eng_region *r, struct eng_page **v, size_t n, uint64_
 		again |= u->ret == -EAGAIN;
 		if (u->wake)
 			uffd_wake(&eng.uffd, u->addr, u->bytes);
-		if (u->dropped) {
-			if (freed)
-				*freed += (uint64_t)u->dropped << r->pshift;
+		if (u->dropped && freed)
+			*freed += (uint64_t)u->dropped << r->pshift;
+		if (u->dropped && !unmapping) {
 			atomic_fetch_add_explicit(&r->c.evictions, u->dropped, memory_order_relaxed);
 			if (u->dirty)
 				atomic_fetch_add_explicit(&r->c.dirty_evictions, u->dropped, memory_order_relaxed);
 		}
-		if (u->written && !u->evict)
+		if (u->written && (!u->evict || unmapping))
 			atomic_fetch_add_explicit(&r->c.flushed_pages, u->k, memory_order_relaxed);
 	}
 	free(runs);
@@ -736,6 +739,7 @@ struct wb_collect {
 	bool all;          /* unmapping: every busy state counts, not just writes */
 	bool fills;        /* evicting: wait for fills in flight too, then drop them */
 	bool discard;      /* evicting dead data: drop dirty pages unwritten */
+	bool unmap;        /* unmapping: dirty pages are written and dropped, clean ones left */
 	bool busy;         /* pages in the range are busy in a way that matters */
 	bool nomem;
 };
@@ -767,29 +771,43 @@ static void wb_visit(struct eng_page *p, void *arg)
 	}
 	/* Discarded pages go as clean ones: dropped, never written. */
 	p->was_dirty = p->state == PG_DIRTY && !c->discard;
-	pg_set_state(p, c->evict ? PG_EVICTING : PG_WRITEBACK);
+	pg_set_state(p, c->evict || c->unmap ? PG_EVICTING : PG_WRITEBACK);
 	c->v[c->n++] = p;
 }
 
-static int wb_collect_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict, bool discard);
+static int wb_collect_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict, bool discard,
+			    bool unmap);
 
 int wb_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict)
 {
-	return wb_collect_range(r, first, end, evict, false);
+	return wb_collect_range(r, first, end, evict, false, false);
 }
 
 int wb_discard(struct eng_region *r, uint64_t first, uint64_t end)
 {
-	return wb_collect_range(r, first, end, true, true);
+	return wb_collect_range(r, first, end, true, true, false);
 }
 
-static int wb_collect_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict, bool discard)
+/*
+ * An unmap's write-back: its dirty pages are written and dropped, not
+ * written and kept (a flush puts each moved page back with UFFDIO_COPY,
+ * only for the unmap to free it a moment later), and clean pages are left
+ * alone for munmap.  If it fails, the pages not written are kept dirty as
+ * in any eviction, and those dropped fault back in from the store.
+ */
+int wb_unmap(struct eng_region *r)
+{
+	return wb_collect_range(r, 0, r->npages, false, false, true);
+}
+
+static int wb_collect_range(struct eng_region *r, uint64_t first, uint64_t end, bool evict, bool discard,
+			    bool unmap)
 {
 	/* An eviction also waits for fills in flight and drops what they
 	 * bring: umapd_evict after a write to the file (the preload library
 	 * keeps pwrite and a mapping coherent that way) must not leave a page
 	 * read before that write to be installed after it. */
-	struct wb_collect c = { .evict = evict, .fills = evict, .discard = discard };
+	struct wb_collect c = { .evict = evict, .fills = evict, .discard = discard, .unmap = unmap };
 	bool wrote = false, collect = true, recheck = false;
 	int err = 0;
 
