@@ -12,7 +12,12 @@
  * checks every word of the file; the next round maps it again.
  *
  * UMAPD_TEST_SECONDS sets the seconds per round (default 3) for long runs
- * that hunt a rare race.
+ * that hunt a rare race.  UMAPD_TEST_XCHECK=1 also reads each word through
+ * the page tables (process_vm_readv on ourselves) right after the CPU read
+ * it: only the owner writes it and nothing else changes it, so the two must
+ * agree; if they do not, the CPU read through a TLB entry that no longer
+ * matches the page tables, which tells a stale TLB from a write-back that
+ * lost a store (docs/kernel-interactions.md, "Open: lost stores").
  */
 #include "umapd_test.h"
 
@@ -22,7 +27,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define NTHREADS 32
@@ -33,13 +40,16 @@ static size_t ps, np, wpp;      /* system page, pages of data, words per page */
 static uint64_t *counts;        /* increments of page p's word; page p's owner only */
 static uint8_t *map;
 static atomic_bool stop;
+static bool xcheck;             /* UMAPD_TEST_XCHECK=1 */
 static _Atomic uint64_t ops_done;
 
 struct worker {
 	pthread_t t;
 	unsigned id;
 	uint64_t bad;           /* words read back wrong */
+	uint64_t split;         /* xcheck: the CPU and the page tables disagreed */
 	char first[160];
+	char first_split[200];
 };
 
 static uint64_t word_pat(uint64_t p, size_t i)
@@ -104,6 +114,16 @@ static void *worker_main(void *arg)
 			snprintf(w->first, sizeof w->first,
 				 "page %" PRIu64 " word %zu read 0x%" PRIx64 ", expected 0x%" PRIx64 " (%" PRIu64
 				 " increments)", p, k, got, want, counts[p]);
+		if (xcheck) {
+			uint64_t pt = 0;
+			struct iovec l = { &pt, sizeof pt }, r = { (void *)word, sizeof pt };
+
+			if (process_vm_readv(getpid(), &l, 1, &r, 1, 0) == (ssize_t)sizeof pt && pt != got &&
+			    !w->split++)
+				snprintf(w->first_split, sizeof w->first_split,
+					 "page %" PRIu64 " word %zu: the CPU read 0x%" PRIx64 ", the page tables' "
+					 "page holds 0x%" PRIx64 ", expected 0x%" PRIx64, p, k, got, pt, want);
+		}
 		*word = got + 1;
 		counts[p] = got + 1 - word_pat(p, k);
 		if ((++n & 255) == 0)
@@ -158,12 +178,14 @@ int main(void)
 	char budget[32];
 	const char *s = getenv("UMAPD_TEST_SECONDS");
 	double secs = s ? atof(s) : 3;
+	const char *xc = getenv("UMAPD_TEST_XCHECK");
 	int fd = t_tmpfile(NULL);
 	struct worker w[NTHREADS];
 	uint64_t total = 0;
 
 	if (secs <= 0)
 		secs = 3;
+	xcheck = xc && strcmp(xc, "1") == 0;
 	t_init("rmw_threads", (unsigned)(ROUNDS * secs + 120));
 	t_watchdog_hook(progress);
 	ps = t_sys_page();
@@ -190,8 +212,8 @@ int main(void)
 
 	for (unsigned round = 0; round < ROUNDS; round++) {
 		struct umapd_stats st;
-		uint64_t bad = 0;
-		const char *first = NULL;
+		uint64_t bad = 0, split = 0;
+		const char *first = NULL, *first_split = NULL;
 
 		t_step("round %u: %d threads, %.1f s", round, NTHREADS, secs);
 		uint64_t tot0, steal0, tot1, steal1;
@@ -210,10 +232,15 @@ int main(void)
 			if (w[i].bad && !first)
 				first = w[i].first;
 			bad += w[i].bad;
+			if (w[i].split && !first_split)
+				first_split = w[i].first_split;
+			split += w[i].split;
 		}
 		T_OK(umapd_region_stats(map, &st));
 		cpu_ticks(&tot1, &steal1);
 		double steal_pct = tot1 > tot0 ? 100.0 * (double)(steal1 - steal0) / (double)(tot1 - tot0) : 0;
+		T_CHECK(split == 0, "round %u: %" PRIu64 " reads disagreed with the page tables: a stale TLB entry "
+			"(CPU time stolen by the host: %.1f%%); first: %s", round, split, steal_pct, first_split);
 		T_CHECK(bad == 0, "round %u: %" PRIu64 " reads saw a lost write (CPU time stolen by the host: %.1f%%); "
 			"first: %s", round, bad, steal_pct, first);
 		t_step("round %u: unmap and check the file", round);
