@@ -58,15 +58,14 @@ void wr_start(void)
  * theirs either). */
 static struct io_ctx *_Atomic own_all[64];
 static _Atomic unsigned own_count;
+static __thread unsigned own_slot;
 
 void wr_thread_start(void)
 {
-	unsigned slot;
-
 	own_ctx = ctx_new();
-	slot = atomic_fetch_add(&own_count, 1);
-	if (slot < 64)
-		atomic_store(&own_all[slot], own_ctx);
+	own_slot = atomic_fetch_add(&own_count, 1);
+	if (own_slot < 64)
+		atomic_store(&own_all[own_slot], own_ctx);
 }
 
 /* A context for one wr_run(); *lent says how to give it back. */
@@ -90,14 +89,30 @@ static struct io_ctx *ctx_get(int *lent)
 	return c;
 }
 
+/* Give c back.  One that broke with writes the kernel still holds
+ * (io_dead) is closed and replaced: used again, it would collect their
+ * completions into requests long gone. */
 static void ctx_put(struct io_ctx *c, int lent)
 {
+	bool dead = io_dead(c);
+
+	if (dead)
+		ulog_error("a write context broke with writes still in the kernel; closing it and opening another");
 	if (lent == -2) {
 		io_close(c);
 	} else if (lent >= 0) {
 		pthread_mutex_lock(&pool_lock);
+		if (dead) {
+			io_close(pool[lent]);
+			pool[lent] = ctx_new();
+		}
 		pool_lent[lent] = false;
 		pthread_mutex_unlock(&pool_lock);
+	} else if (dead) {
+		io_close(own_ctx);
+		own_ctx = ctx_new();
+		if (own_slot < 64)
+			atomic_store(&own_all[own_slot], own_ctx);
 	}
 }
 

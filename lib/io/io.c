@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_RETRIES 1000 /* EINTR/EAGAIN in a row before a request fails */
 
@@ -249,6 +250,57 @@ bool io_needs_poll(const struct io_ctx *c)
 	return c->inflight > 0 && c->be->event_fd((struct io_ctx *)c) < 0;
 }
 
+/*
+ * A context broke inside io_run: bring it back to empty before the caller
+ * may reuse it (wr_run keeps its contexts).  Requests never handed to the
+ * kernel are taken off the queue, unfinished; those in the kernel (for
+ * io_uring, also prepared in the submission ring but not yet submitted)
+ * are submitted and waited for, up to QUIESCE_NS, since a request left
+ * there would complete later into the caller's io_req, long reused, and a
+ * write landing late could overwrite newer data written meanwhile.  What
+ * finishes keeps its result; a piece to resubmit stays unfinished.  If the
+ * kernel's requests cannot be collected (the ring itself fails), the
+ * context is marked dead: io_dead() tells the caller to close it.
+ */
+#define QUIESCE_NS 10000000000ull
+
+static void io_quiesce(struct io_ctx *c)
+{
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		while (c->queue_head) {
+			struct io_req *r = c->queue_head;
+
+			c->queue_head = r->next;
+			if (!c->queue_head)
+				c->queue_tail = NULL;
+			r->res = -EINPROGRESS;
+			c->inflight--;
+		}
+		while (c->done_head) {
+			c->done_head = c->done_head->next;
+			c->inflight--;
+		}
+		c->done_tail = NULL;
+		if (c->in_kernel == 0)
+			return;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((uint64_t)(t.tv_sec - t0.tv_sec) * 1000000000ull + (uint64_t)t.tv_nsec - (uint64_t)t0.tv_nsec >
+			    QUIESCE_NS ||
+		    c->be->submit(c) < 0 || c->be->complete(c, true) < 0) {
+			c->dead = true;
+			return;
+		}
+	}
+}
+
+bool io_dead(const struct io_ctx *c)
+{
+	return c->dead;
+}
+
 int io_run(struct io_ctx *c, struct io_req *reqs, size_t n)
 {
 	struct io_req *got[64];
@@ -267,6 +319,7 @@ int io_run(struct io_ctx *c, struct io_req *reqs, size_t n)
 			 * queued.  (Calling an unfinished write done let a dirty
 			 * page be dropped before its data was in the store:
 			 * unit.io_engines, "broken context".) */
+			io_quiesce(c);
 			for (size_t i = 0; i < n; i++)
 				if (i >= next || reqs[i].res == -EINPROGRESS)
 					reqs[i].res = ret;

@@ -108,8 +108,13 @@ int io_event_fd(const struct io_ctx *c);
 bool io_needs_poll(const struct io_ctx *c);
 
 /* Queue, submit and wait for n requests (any number: it reaps as it goes).
- * Returns 0; each request's res says how it went. */
+ * Returns 0, each request's res saying how it went; or, if the context
+ * broke, its error, with every request not finished failed with it. */
 int io_run(struct io_ctx *c, struct io_req *reqs, size_t n);
+/* The context broke in io_run and still has requests in the kernel that
+ * could not be collected: close it and open another (io_run otherwise
+ * leaves a broken context empty, and it may be used again). */
+bool io_dead(const struct io_ctx *c);
 
 /*
  * Choose a back end: `want` if not IO_AUTO, else io_uring, then aio (only

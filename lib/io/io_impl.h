@@ -32,6 +32,7 @@ struct io_ctx {
 	struct io_req *done_head, *done_tail;   /* finished, for io_reap */
 	struct io_inject inj;
 	unsigned nflushes;            /* for inj.break_after */
+	bool dead;                    /* broke with requests the kernel still holds: close it */
 	uint64_t rng;
 	char *fixed_base;
 	size_t fixed_len;
