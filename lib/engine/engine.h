@@ -83,6 +83,7 @@ struct eng_counters {
 	_Atomic uint64_t readahead_hits, readahead_wasted;
 	_Atomic uint64_t rmw_installs;
 	_Atomic uint64_t ra_marks;       /* faults on read-ahead markers (not exported) */
+	_Atomic uint64_t move_misreports; /* UFFDIO_MOVEs that moved more than they said (not exported) */
 };
 
 /* A sequential stream seen in a region's faults (read-ahead), going up or
@@ -410,6 +411,9 @@ void stage_clear(struct stage *s, size_t used); /* drop what was parked */
 void stage_put(struct stage *s);
 /* Is addr inside a staging area?  (Registered memory that is no region's.) */
 bool stage_contains(uintptr_t addr);
+/* Bytes of [at, at + len), in a staging area and empty before a move into
+ * it, that hold a page now: how far that move got, by the page tables. */
+size_t stage_filled(uintptr_t at, size_t len);
 
 /* fault.c */
 void *filler_main(void *arg);
@@ -441,5 +445,10 @@ extern void (*eng_test_fill_hook)(uintptr_t addr, bool keep_dirty);
  * copied.  NULL in normal use. */
 extern int (*eng_test_copy_hook)(uintptr_t dst, size_t *len);
 extern _Atomic bool eng_test_stage_fail; /* Tests only: stage_get() fails (staging.c) */
+/* Tests only: called after each UFFDIO_MOVE of write-back into staging
+ * (wb_park in evict.c) with its result and the bytes it reported moved;
+ * returns the result to act on and may change *moved, to make a move look
+ * as the kernel reported it on a bad day.  NULL in normal use. */
+extern int (*eng_test_move_hook)(int ret, size_t *moved);
 
 #endif

@@ -81,6 +81,18 @@ bool stage_contains(uintptr_t addr)
 	return in;
 }
 
+size_t stage_filled(uintptr_t at, size_t len)
+{
+	unsigned char vec[STAGE_BYTES / 4096];
+	size_t n = len / eng.sys_psize, k = 0;
+
+	if (n > sizeof(vec) || mincore((void *)at, len, vec) < 0)
+		return 0;
+	while (k < n && (vec[k] & 1))
+		k++;
+	return k * eng.sys_psize;
+}
+
 void stage_clear(struct stage *s, size_t used)
 {
 	if (used && madvise((void *)s->base, used, MADV_DONTNEED) < 0)
