@@ -26,7 +26,8 @@
  * it: only the owner writes it and nothing else changes it, so the two must
  * agree; if they do not, the CPU read through a TLB entry that no longer
  * matches the page tables, which tells a stale TLB from a write-back that
- * lost a store (docs/kernel-interactions.md, "Open: lost stores").
+ * lost a store (it never disagreed while the cause of the lost stores was
+ * hunted: docs/kernel-interactions.md, "UFFDIO_MOVE under page migration").
  */
 #include "umapd_test.h"
 
