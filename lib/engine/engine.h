@@ -411,9 +411,10 @@ void stage_clear(struct stage *s, size_t used); /* drop what was parked */
 void stage_put(struct stage *s);
 /* Is addr inside a staging area?  (Registered memory that is no region's.) */
 bool stage_contains(uintptr_t addr);
-/* Bytes of [at, at + len), in a staging area and empty before a move into
- * it, that hold a page now: how far that move got, by the page tables. */
-size_t stage_filled(uintptr_t at, size_t len);
+/* How far a move of len bytes from `from` to `at` (in a staging area,
+ * empty before it) got, by the page tables: the bytes from the start that
+ * are now present at `at` and gone from `from`. */
+size_t stage_filled(uintptr_t at, uintptr_t from, size_t len);
 
 /* fault.c */
 void *filler_main(void *arg);

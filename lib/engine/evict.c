@@ -341,8 +341,9 @@ static void wb_park(struct eng_region *r, struct wb_run *u, struct eng_page **v)
 			 * was written from a refill of the store's stale bytes
 			 * (the lost stores of stress.rmw_threads; see
 			 * docs/kernel-interactions.md).  Staging is empty from
-			 * off on before the move, so what is there now moved. */
-			size_t there = stage_filled(u->sbase + off, u->bytes - off);
+			 * off on before the move, so a page there now, and gone
+			 * from its slot, moved. */
+			size_t there = stage_filled(u->sbase + off, pg_addr(r, p->index), u->bytes - off);
 
 			if (there > moved) {
 				static atomic_flag warned = ATOMIC_FLAG_INIT;

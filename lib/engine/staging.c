@@ -81,14 +81,14 @@ bool stage_contains(uintptr_t addr)
 	return in;
 }
 
-size_t stage_filled(uintptr_t at, size_t len)
+size_t stage_filled(uintptr_t at, uintptr_t from, size_t len)
 {
-	unsigned char vec[STAGE_BYTES / 4096];
+	unsigned char in[STAGE_BYTES / 4096], out[STAGE_BYTES / 4096];
 	size_t n = len / eng.sys_psize, k = 0;
 
-	if (n > sizeof(vec) || mincore((void *)at, len, vec) < 0)
+	if (n > sizeof(in) || mincore((void *)at, len, in) < 0 || mincore((void *)from, len, out) < 0)
 		return 0;
-	while (k < n && (vec[k] & 1))
+	while (k < n && (in[k] & 1) && !(out[k] & 1))
 		k++;
 	return k * eng.sys_psize;
 }
