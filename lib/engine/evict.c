@@ -335,7 +335,8 @@ static void wb_park(struct eng_region *r, struct wb_run *u, struct eng_page **v)
 			/* How far did it get?  The page tables say, not the
 			 * count: Linux 6.18 can fail a move with EEXIST after
 			 * moving the page, when the page was being migrated
-			 * (compaction).  Taken at its word, the moved page -
+			 * (compaction), or with EAGAIN and a count short of
+			 * the pages it moved.  Taken at its word, the moved page -
 			 * the only copy of its dirty data - was left in staging
 			 * to be cleared, and the page "kept" in its empty slot
 			 * was written from a refill of the store's stale bytes
