@@ -7,6 +7,7 @@
  */
 #include "umapd_test.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -24,9 +25,14 @@
  * Region statistics right after the accesses, checked to be settled: every
  * access above has completed, so a counter that still moves afterwards was
  * counted late (after the faulting thread resumed), which the checks must
- * not paper over.
+ * not paper over.  One exception, `ra`: a thread that faults on a page a
+ * read-ahead is installing is woken by that install (UFFDIO_COPY wakes the
+ * range), and may run on before a filler has read its fault message; the
+ * fault is counted when the message is read, a moment later (seen under
+ * ASan with aio: faults 10, then 11).  There only faults and read_faults
+ * may still move, and their settled values are the ones returned.
  */
-static void rstats(const char *what, void *p, struct umapd_stats *s)
+static void rstats_ra(const char *what, void *p, struct umapd_stats *s, bool ra)
 {
 	struct umapd_stats later;
 	t_region_stats(p, s);
@@ -38,10 +44,19 @@ static void rstats(const char *what, void *p, struct umapd_stats *s)
 					     "bytes_written", "resident_bytes", "dirty_bytes", "readahead_pages",
 					     "io_errors", "fault_wait_budget", "meta_bytes" };
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (a[i] != b[i])
+		if (a[i] != b[i] && !(ra && (i == 0 || i == 1)))
 			t_fail("%s: %s was %llu right after the accesses had completed and %llu 30 ms later: "
 			       "the counter is updated after the faulting thread resumes", what, names[i],
 			       U(a[i]), U(b[i]));
+	if (ra) {
+		s->faults = later.faults;
+		s->read_faults = later.read_faults;
+	}
+}
+
+static void rstats(const char *what, void *p, struct umapd_stats *s)
+{
+	rstats_ra(what, p, s, false);
 }
 
 static void check_latency(const char *what, const struct umapd_stats *s)
@@ -156,7 +171,7 @@ int main(void)
 	T_OK(umapd_advise((void *)q, len, UMAPD_ADV_SEQUENTIAL));
 	for (size_t i = 0; i < len; i += ps)
 		sum += q[i];
-	rstats("region stats", (void *)q, &s);
+	rstats_ra("region stats", (void *)q, &s, true);
 	EQ("sequential", s.fills, NPAGES);
 	GE("sequential", s.read_faults, 1);
 	T_CHECK(s.read_faults < NPAGES, "sequential: read-ahead 8 with ADV_SEQUENTIAL still took %llu faults "
