@@ -83,7 +83,6 @@ struct eng_counters {
 	_Atomic uint64_t readahead_hits, readahead_wasted;
 	_Atomic uint64_t rmw_installs;
 	_Atomic uint64_t ra_marks;       /* faults on read-ahead markers (not exported) */
-	_Atomic uint64_t move_misreports; /* UFFDIO_MOVEs that moved more than they said (not exported) */
 };
 
 /* A sequential stream seen in a region's faults (read-ahead), going up or

@@ -353,7 +353,6 @@ static void wb_park(struct eng_region *r, struct wb_run *u, struct eng_page **v)
 					ulog_warn("UFFDIO_MOVE failed with %s after moving %zu bytes it reported as %zu "
 						  "(a kernel bug, seen while pages are migrated); going by the page "
 						  "tables (logged once)", ulog_errname(-mret), there, moved);
-				atomic_fetch_add_explicit(&r->c.move_misreports, 1, memory_order_relaxed);
 				moved = there;
 			}
 		}

@@ -270,15 +270,12 @@ static void io_quiesce(struct io_ctx *c)
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
+		/* Queued requests keep res -EINPROGRESS: io_run fails them. */
 		while (c->queue_head) {
-			struct io_req *r = c->queue_head;
-
-			c->queue_head = r->next;
-			if (!c->queue_head)
-				c->queue_tail = NULL;
-			r->res = -EINPROGRESS;
+			c->queue_head = c->queue_head->next;
 			c->inflight--;
 		}
+		c->queue_tail = NULL;
 		while (c->done_head) {
 			c->done_head = c->done_head->next;
 			c->inflight--;
