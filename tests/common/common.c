@@ -237,6 +237,24 @@ void t_init(const char *name, unsigned watchdog_seconds)
 	}
 }
 
+bool t_phase_wait(struct t_phases *ph, int want)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	while (ph->at < want)
+		if (pthread_cond_timedwait(&ph->cv, &ph->lock, &ts) == ETIMEDOUT)
+			return false;
+	return true;
+}
+
+void t_phase_set(struct t_phases *ph, int at)
+{
+	ph->at = at;
+	pthread_cond_broadcast(&ph->cv);
+}
+
 void t_step(const char *fmt, ...)
 {
 	char buf[T_STEP_LEN];

@@ -20,7 +20,9 @@
 #define UMAPD_TEST_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -59,6 +61,20 @@ size_t t_scaled(size_t n, size_t min);
 /* Monotonic time. */
 uint64_t t_now_ns(void);
 size_t t_sys_page(void);
+
+/* --- phases: threads of a test scripting an order (engine hooks) --- */
+/* A step number threads wait for; every call with ph->lock held. */
+struct t_phases {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	int at;
+};
+#define T_PHASES_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 }
+/* Wait until ph->at >= want, at most 10 s (a hook must never hang the
+ * engine): false on timeout. */
+bool t_phase_wait(struct t_phases *ph, int want);
+/* ph->at = at, waking the waiters. */
+void t_phase_set(struct t_phases *ph, int at);
 
 /* --- files --- */
 /* Create a temporary file (mkstemp in $TMPDIR or /tmp), open O_RDWR.  With

@@ -49,47 +49,26 @@ static uintptr_t page_p, page_c;
 
 /* 0: start; 1: the eviction of P has written it and waits in the hook;
  * 2: the flush has written C and lets the eviction go on; 3: umapd_evict
- * has returned.  Under lock. */
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static int phase;
+ * has returned.  Under ph.lock. */
+static struct t_phases ph = T_PHASES_INIT;
 static int evict_rc, evict_err;
-
-/* Wait until phase >= want, at most 10 s (never hang the engine). */
-static bool wait_phase(int want)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 10;
-	while (phase < want)
-		if (pthread_cond_timedwait(&cv, &lock, &ts) == ETIMEDOUT)
-			return false;
-	return true;
-}
-
-static void set_phase(int p)
-{
-	phase = p;
-	pthread_cond_broadcast(&cv);
-}
 
 static void wb_hook(uintptr_t addr, size_t len, bool evict)
 {
-	pthread_mutex_lock(&lock);
-	if (phase == 0 && evict && addr <= page_p && page_p < addr + len) {
+	pthread_mutex_lock(&ph.lock);
+	if (ph.at == 0 && evict && addr <= page_p && page_p < addr + len) {
 		/* The eviction of P: written, still EVICTING. */
-		set_phase(1);
-		if (!wait_phase(2))
+		t_phase_set(&ph, 1);
+		if (!t_phase_wait(&ph, 2))
 			fprintf(stderr, "  the eviction's hook timed out waiting for the flush\n");
-	} else if (phase == 1 && !evict && addr <= page_c && page_c < addr + len) {
+	} else if (ph.at == 1 && !evict && addr <= page_c && page_c < addr + len) {
 		/* The flush has written C, having skipped the busy P: now the
 		 * eviction finishes, before the flush looks at the range again. */
-		set_phase(2);
-		if (!wait_phase(3))
+		t_phase_set(&ph, 2);
+		if (!t_phase_wait(&ph, 3))
 			fprintf(stderr, "  the flush's hook timed out waiting for umapd_evict to return\n");
 	}
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_unlock(&ph.lock);
 }
 
 static void *evictor(void *arg)
@@ -98,11 +77,11 @@ static void *evictor(void *arg)
 	int rc = umapd_evict((void *)page_p, ps);
 	int e = errno;
 
-	pthread_mutex_lock(&lock);
+	pthread_mutex_lock(&ph.lock);
 	evict_rc = rc;
 	evict_err = e;
-	set_phase(3);
-	pthread_mutex_unlock(&lock);
+	t_phase_set(&ph, 3);
+	pthread_mutex_unlock(&ph.lock);
 	return NULL;
 }
 
@@ -141,9 +120,9 @@ int main(void)
 	t_step("umapd_evict(P) in a thread, held in the write-back hook once P is written");
 	eng_test_wb_hook = wb_hook;
 	T_CHECK(pthread_create(&th, NULL, evictor, NULL) == 0, "pthread_create");
-	pthread_mutex_lock(&lock);
-	bool held = wait_phase(1);
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_lock(&ph.lock);
+	bool held = t_phase_wait(&ph, 1);
+	pthread_mutex_unlock(&ph.lock);
 	if (!held)
 		t_fail("the eviction of the pinned page never reached the write-back hook");
 
@@ -164,7 +143,7 @@ int main(void)
 	T_OK(umapd_flush(base, NPAGES * ps));
 	pthread_join(th, NULL);
 	eng_test_wb_hook = NULL;
-	T_CHECK(phase == 3, "the flush did not run as scripted (phase %d): it did not meet P busy", phase);
+	T_CHECK(ph.at == 3, "the flush did not run as scripted (phase %d): it did not meet P busy", ph.at);
 	T_CHECK(evict_rc == 0, "umapd_evict of the pinned page: %s", t_errname(evict_err));
 	T_OK(umapd_region_stats(base, &s));
 	T_CHECK(s.pinned_pages >= 1, "the eviction did not find P pinned (pinned_pages %llu)",

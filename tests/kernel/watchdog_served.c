@@ -45,48 +45,28 @@ static uint8_t *base;
 static uintptr_t page_x;
 
 /* 0: idle; 1: the first flush is in its hook; 2: it may go on; 3: the
- * second flush holds X (the hook sleeps HOLD_MS).  Under lock. */
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static int phase;
+ * second flush holds X (the hook sleeps HOLD_MS).  Under ph.lock. */
+static struct t_phases ph = T_PHASES_INIT;
 static atomic_int hooks_held;
-
-static bool wait_phase(int want)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 10;
-	while (phase < want)
-		if (pthread_cond_timedwait(&cv, &lock, &ts) == ETIMEDOUT)
-			return false;
-	return true;
-}
-
-static void set_phase(int p)
-{
-	phase = p;
-	pthread_cond_broadcast(&cv);
-}
 
 static void wb_hook(uintptr_t addr, size_t len, bool evict)
 {
 	(void)evict;
 	if (!(addr <= page_x && page_x < addr + len))
 		return;
-	pthread_mutex_lock(&lock);
-	if (phase == 0) {
-		set_phase(1);
-		if (!wait_phase(2))
+	pthread_mutex_lock(&ph.lock);
+	if (ph.at == 0) {
+		t_phase_set(&ph, 1);
+		if (!t_phase_wait(&ph, 2))
 			fprintf(stderr, "  the first flush's hook timed out\n");
 		atomic_fetch_add(&hooks_held, 1);
-	} else if (phase == 3) {
-		pthread_mutex_unlock(&lock);
+	} else if (ph.at == 3) {
+		pthread_mutex_unlock(&ph.lock);
 		usleep(HOLD_MS * 1000);
 		atomic_fetch_add(&hooks_held, 1);
 		return;
 	}
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_unlock(&ph.lock);
 }
 
 static int flush_rc, flush_err;
@@ -141,9 +121,9 @@ int main(void)
 	t_step("dirty X; umapd_flush(X) in a thread, held in the write-back hook");
 	t_fill_pat((void *)page_x, ps, ps, SEED_FIRST);
 	T_CHECK(pthread_create(&fl, NULL, flusher, NULL) == 0, "pthread_create");
-	pthread_mutex_lock(&lock);
-	bool held = wait_phase(1);
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_lock(&ph.lock);
+	bool held = t_phase_wait(&ph, 1);
+	pthread_mutex_unlock(&ph.lock);
 	if (!held)
 		t_fail("the flush of X never reached the write-back hook");
 
@@ -155,18 +135,18 @@ int main(void)
 	T_CHECK(!atomic_load(&written), "the write to X completed while X was being written back");
 
 	t_step("let the flush finish; the write completes");
-	pthread_mutex_lock(&lock);
-	set_phase(2);
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_lock(&ph.lock);
+	t_phase_set(&ph, 2);
+	pthread_mutex_unlock(&ph.lock);
 	pthread_join(fl, NULL);
 	T_CHECK(flush_rc == 0, "the first umapd_flush: %s", t_errname(flush_err));
 	pthread_join(wr, NULL);
 	T_CHECK(atomic_load(&written), "the writer did not finish");
 
 	t_step("a second umapd_flush(X), held %d ms with nobody waiting on X", HOLD_MS);
-	pthread_mutex_lock(&lock);
-	set_phase(3);
-	pthread_mutex_unlock(&lock);
+	pthread_mutex_lock(&ph.lock);
+	t_phase_set(&ph, 3);
+	pthread_mutex_unlock(&ph.lock);
 	T_OK(umapd_flush((void *)page_x, ps));
 	T_CHECK(atomic_load(&hooks_held) == 2, "the second flush did not reach the hook (%d holds)",
 		atomic_load(&hooks_held));
