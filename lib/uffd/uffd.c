@@ -136,19 +136,6 @@ int uffd_copy(struct uffd *u, uintptr_t dst, const void *src, size_t len, bool w
 	return ret;
 }
 
-#ifndef UFFDIO_MOVE
-struct uffdio_move {
-	uint64_t dst;
-	uint64_t src;
-	uint64_t len;
-	uint64_t mode;
-	int64_t move;
-};
-#define UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct uffdio_move)
-#define UFFDIO_MOVE_MODE_DONTWAKE ((uint64_t)1 << 0)
-#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((uint64_t)1 << 1)
-#endif
-
 int uffd_move(struct uffd *u, uintptr_t dst, uintptr_t src, size_t len, bool allow_holes, size_t *moved)
 {
 	struct uffdio_move m = {

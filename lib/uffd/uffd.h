@@ -38,6 +38,20 @@
 #ifndef UFFD_FEATURE_MOVE
 #define UFFD_FEATURE_MOVE (1 << 16)
 #endif
+/* UFFDIO_MOVE (Linux 6.8), for headers older than the running kernel. */
+#ifndef UFFDIO_MOVE
+struct uffdio_move {
+	uint64_t dst;
+	uint64_t src;
+	uint64_t len;
+	uint64_t mode;
+	int64_t move;
+};
+#define UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct uffdio_move)
+#define UFFDIO_MOVE_MODE_DONTWAKE ((uint64_t)1 << 0)
+#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((uint64_t)1 << 1)
+#endif
+
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
 #endif

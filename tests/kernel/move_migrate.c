@@ -20,9 +20,10 @@
  */
 #include "umapd_test.h"
 
+#include "uffd/uffd.h" /* only for UFFDIO_MOVE where the headers lack it */
+
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/userfaultfd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -34,21 +35,6 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifndef UFFD_FEATURE_MOVE
-#define UFFD_FEATURE_MOVE (1 << 16)
-#endif
-#ifndef UFFDIO_MOVE
-struct uffdio_move {
-	uint64_t dst;
-	uint64_t src;
-	uint64_t len;
-	uint64_t mode;
-	int64_t move;
-};
-#define UFFDIO_MOVE _IOWR(UFFDIO, 0x05, struct uffdio_move)
-#define UFFDIO_MOVE_MODE_DONTWAKE ((uint64_t)1 << 0)
-#endif
 
 #define NPAGES 8192
 #define NWORKERS 8
