@@ -83,6 +83,8 @@ struct eng_counters {
 	_Atomic uint64_t readahead_hits, readahead_wasted;
 	_Atomic uint64_t rmw_installs;
 	_Atomic uint64_t ra_marks;       /* faults on read-ahead markers (not exported) */
+	_Atomic uint64_t ra_budget_cut;  /* read-ahead windows the budget cut short or
+					  * refused (not exported) */
 };
 
 /* A sequential stream seen in a region's faults (read-ahead), going up or

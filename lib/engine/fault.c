@@ -289,6 +289,21 @@ static void ra_start(struct filler *f, struct eng_region *r, const struct ra_pla
 }
 
 /*
+ * Under eng.lock, after read-ahead reserved pages: wake the evictors if
+ * that took the resident bytes past the high mark.  A miss does this
+ * anyway; a marker or a fault on a page being filled did not, and a scan
+ * whose read-ahead keeps ahead of it takes no misses.  Nothing then woke
+ * the evictors before their 20 ms timer: the next markers found the budget
+ * full and their windows were cut or not read at all (bench_io's O_DIRECT
+ * scan reached the budget in each eviction cycle, kernel.ra_budget).
+ */
+static void ra_kick_evictors(void)
+{
+	if (eng.resident_bytes > eng_high_mark())
+		eng_kick_evictors();
+}
+
+/*
  * A fault on a read-ahead marker (readahead.c), under eng.lock, which it
  * drops: install the page from the bytes kept aside, no I/O, and read the
  * stream's next window.  The install goes through fill_install like any
@@ -304,6 +319,7 @@ static void fault_marker(struct filler *f, struct eng_region *r, struct eng_page
 	atomic_fetch_add_explicit(&r->c.ra_marks, 1, memory_order_relaxed);
 	pg_set_state(p, PG_FILLING);
 	ra_extend(r, p->index, budget, &ra, true);
+	ra_kick_evictors();
 	q.data_end = r->data_end;
 	q.total = pg_len(r, p->index);
 	pthread_mutex_unlock(&eng.lock);
@@ -401,8 +417,7 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 			ra_miss(r, idx, write, budget, &ra);
 			q.keep_dirty = !write && rmw_install_dirty(r);
 		}
-		if (eng.resident_bytes > eng_high_mark())
-			eng_kick_evictors();
+		ra_kick_evictors();
 		if (q.n == 0) {
 			/* No descriptor memory: wait for eviction as for budget. */
 			fault_defer(addr, flags, tries + 1);
@@ -428,8 +443,10 @@ static bool fault_serve(struct filler *f, uintptr_t addr, uint64_t flags, unsign
 		/* Its owner wakes the waiters when it is done. */
 		waiter_note(addr, !p->wake_needed);
 		p->wake_needed = 1;
-		if (p->state == PG_FILLING)
+		if (p->state == PG_FILLING) {
 			ra_extend(r, idx, budget, &ra, false);
+			ra_kick_evictors();
+		}
 		pthread_mutex_unlock(&eng.lock);
 		ra_start(f, r, &ra);
 		if (zapped && fault_refill_busy(f, r, idx, addr) == -EAGAIN) {

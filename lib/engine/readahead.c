@@ -143,7 +143,11 @@ static uint64_t ra_reserve(struct eng_region *r, struct ra_plan *pl, int dir, ui
 			i = dir > 0 ? i + 1 : i - 1;
 			continue;
 		}
-		if (eng.resident_bytes + r->psize > limit || !rg_live(r, a) || !rg_live(r, a + pg_len(r, at) - 1))
+		if (eng.resident_bytes + r->psize > limit) {
+			atomic_fetch_add_explicit(&r->c.ra_budget_cut, 1, memory_order_relaxed);
+			break;
+		}
+		if (!rg_live(r, a) || !rg_live(r, a + pg_len(r, at) - 1))
 			break;
 		/* Joins the last run if next to it, else starts a run. */
 		if (k > 0 && (dir > 0 ? pl->first[k - 1] + pl->n[k - 1] == at : pl->first[k - 1] == at + 1)) {
@@ -298,8 +302,12 @@ void ra_miss(struct eng_region *r, uint64_t index, bool write, uint64_t budget, 
 	}
 	*s = (struct eng_stream){ .last = index, .window = w, .dir = dir, .used = r->ra_clock, .lo = lo, .hi = hi,
 				  .writes = writes };
-	if (w <= 0 || eng.resident_bytes + r->psize > budget)
+	if (w <= 0)
 		return;
+	if (eng.resident_bytes + r->psize > budget) {
+		atomic_fetch_add_explicit(&r->c.ra_budget_cut, 1, memory_order_relaxed);
+		return;
+	}
 	pl->keep_dirty = writes && r->writable && eng.uffd.can_wp;
 	if (dir > 0) {
 		/* Keep one window ahead of the fault; what the last read-ahead
@@ -338,7 +346,7 @@ void ra_extend(struct eng_region *r, uint64_t index, uint64_t budget, struct ra_
 	pl->nruns = 0;
 	pl->keep_dirty = false;
 	pl->mark_plus1 = 0;
-	if (max <= 0 || r->advice == UMAPD_ADV_RANDOM || eng.resident_bytes + r->psize > budget)
+	if (max <= 0 || r->advice == UMAPD_ADV_RANDOM)
 		return;
 	for (int i = 0; i < RA_STREAMS; i++) {
 		struct eng_stream *t = &r->streams[i];
@@ -368,6 +376,10 @@ void ra_extend(struct eng_region *r, uint64_t index, uint64_t budget, struct ra_
 		w = t->window * 2 < max ? t->window * 2 : max;
 		if (w <= 0)
 			return;
+		if (eng.resident_bytes + r->psize > budget) {
+			atomic_fetch_add_explicit(&r->c.ra_budget_cut, 1, memory_order_relaxed);
+			return;
+		}
 		t->window = w;
 		pl->keep_dirty = t->writes && r->writable && eng.uffd.can_wp;
 		if (t->dir > 0) {
