@@ -10,13 +10,15 @@
  * bench_io's O_DIRECT scan hit the budget once per eviction cycle that
  * way, and lost a window each time.
  *
- * Budget 4 MiB (1024 pages), high mark 90%, low 50%; a memory store of
+ * Budget 4 MiB (1024 pages), high mark 80%, low 40%; a memory store of
  * 16384 pages; windows of 64 pages.  One pass up the region reads a byte
  * of every page and checks it, pausing 125 us every 8 pages (some 50,000
- * pages a second: from the low mark to the budget takes about 10 ms, half
- * the evictors' timer).  The engine counts the windows the budget cut or
- * refused (ra_budget_cut).  With the evictors woken at the high mark it
- * stays at 0; without, 26-27 of the scan's ~30 eviction cycles cut one.
+ * pages a second: from the low mark to the budget takes about 12 ms, under
+ * the evictors' 20 ms timer, and the 20% above the high mark leaves the
+ * woken evictors about 4 ms).  The engine counts the windows the budget
+ * cut or refused (ra_budget_cut).  With the evictors woken at the high
+ * mark it stays at 0 (also with the rest of the suite running beside it);
+ * without, 14-17 of the scan's ~25 eviction cycles cut one.
  */
 #include "umapd_test.h"
 
@@ -41,8 +43,8 @@ int main(void)
 
 	t_init("ra_budget", 60);
 	T_OK(umapd_config_set("UMAPD_BUFSIZE", "4M"));
-	T_OK(umapd_config_set("UMAPD_LOW_WATER", "50"));
-	T_OK(umapd_config_set("UMAPD_HIGH_WATER", "90"));
+	T_OK(umapd_config_set("UMAPD_LOW_WATER", "40"));
+	T_OK(umapd_config_set("UMAPD_HIGH_WATER", "80"));
 	t_umapd_start();
 
 	t_step("fill a memory store of %d pages through a region", NP);
@@ -81,7 +83,7 @@ int main(void)
 		(unsigned long long)evicted, NP);
 	T_CHECK(marks >= NP / WINDOW / 2, "only %llu marker faults for %d windows: the scan did not run on markers",
 		(unsigned long long)marks, NP / WINDOW);
-	T_CHECK(cut <= 2, "%llu read-ahead windows found the budget full: the evictors were not woken at the high mark",
+	T_CHECK(cut <= 4, "%llu read-ahead windows found the budget full: the evictors were not woken at the high mark",
 		(unsigned long long)cut);
 	t_unmap(m);
 	t_pass("%llu marker faults, %llu windows cut by the budget", (unsigned long long)marks,
