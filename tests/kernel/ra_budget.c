@@ -17,7 +17,8 @@
  * the evictors' 20 ms timer, and the 20% above the high mark leaves the
  * woken evictors about 4 ms).  The engine counts the windows the budget
  * cut or refused (ra_budget_cut).  With the evictors woken at the high
- * mark it stays at 0 (also with the rest of the suite running beside it);
+ * mark it stays at 0 (also with the rest of the suite running beside it;
+ * 2 once in the ThreadSanitizer build so loaded), and at most 6 pass;
  * without, 14-17 of the scan's ~25 eviction cycles cut one.
  */
 #include "umapd_test.h"
@@ -83,7 +84,7 @@ int main(void)
 		(unsigned long long)evicted, NP);
 	T_CHECK(marks >= NP / WINDOW / 2, "only %llu marker faults for %d windows: the scan did not run on markers",
 		(unsigned long long)marks, NP / WINDOW);
-	T_CHECK(cut <= 4, "%llu read-ahead windows found the budget full: the evictors were not woken at the high mark",
+	T_CHECK(cut <= 6, "%llu read-ahead windows found the budget full: the evictors were not woken at the high mark",
 		(unsigned long long)cut);
 	t_unmap(m);
 	t_pass("%llu marker faults, %llu windows cut by the budget", (unsigned long long)marks,
