@@ -43,6 +43,17 @@ static long ra_cap(const struct eng_region *r, uint64_t budget)
 	return max < budget_cap ? max : budget_cap;
 }
 
+/* Room under limit for one more page of r?  A read-ahead the budget cuts
+ * short or refuses is counted (ra_budget_cut): kernel.ra_budget watches
+ * that the evictors keep the room there. */
+static bool ra_room(struct eng_region *r, uint64_t limit)
+{
+	if (eng.resident_bytes + r->psize <= limit)
+		return true;
+	atomic_fetch_add_explicit(&r->c.ra_budget_cut, 1, memory_order_relaxed);
+	return false;
+}
+
 /* Count the pages a stream went past, [from, to), as hits; of the resident
  * ones, add how many it left dirty to *dirty and how many there are to
  * *seen. */
@@ -143,11 +154,7 @@ static uint64_t ra_reserve(struct eng_region *r, struct ra_plan *pl, int dir, ui
 			i = dir > 0 ? i + 1 : i - 1;
 			continue;
 		}
-		if (eng.resident_bytes + r->psize > limit) {
-			atomic_fetch_add_explicit(&r->c.ra_budget_cut, 1, memory_order_relaxed);
-			break;
-		}
-		if (!rg_live(r, a) || !rg_live(r, a + pg_len(r, at) - 1))
+		if (!ra_room(r, limit) || !rg_live(r, a) || !rg_live(r, a + pg_len(r, at) - 1))
 			break;
 		/* Joins the last run if next to it, else starts a run. */
 		if (k > 0 && (dir > 0 ? pl->first[k - 1] + pl->n[k - 1] == at : pl->first[k - 1] == at + 1)) {
@@ -302,12 +309,8 @@ void ra_miss(struct eng_region *r, uint64_t index, bool write, uint64_t budget, 
 	}
 	*s = (struct eng_stream){ .last = index, .window = w, .dir = dir, .used = r->ra_clock, .lo = lo, .hi = hi,
 				  .writes = writes };
-	if (w <= 0)
+	if (w <= 0 || !ra_room(r, budget))
 		return;
-	if (eng.resident_bytes + r->psize > budget) {
-		atomic_fetch_add_explicit(&r->c.ra_budget_cut, 1, memory_order_relaxed);
-		return;
-	}
 	pl->keep_dirty = writes && r->writable && eng.uffd.can_wp;
 	if (dir > 0) {
 		/* Keep one window ahead of the fault; what the last read-ahead
@@ -374,12 +377,8 @@ void ra_extend(struct eng_region *r, uint64_t index, uint64_t budget, struct ra_
 		if (!marker && (t->hi - t->lo) * 2 > (uint64_t)t->window)
 			return;
 		w = t->window * 2 < max ? t->window * 2 : max;
-		if (w <= 0)
+		if (w <= 0 || !ra_room(r, budget))
 			return;
-		if (eng.resident_bytes + r->psize > budget) {
-			atomic_fetch_add_explicit(&r->c.ra_budget_cut, 1, memory_order_relaxed);
-			return;
-		}
 		t->window = w;
 		pl->keep_dirty = t->writes && r->writable && eng.uffd.can_wp;
 		if (t->dir > 0) {
