@@ -21,15 +21,10 @@
  * 2 once in the ThreadSanitizer build so loaded), and at most 6 pass;
  * without, 14-17 of the scan's ~25 eviction cycles cut one.
  */
-#include "umapd_test.h"
-
-#include "engine/engine.h"
-
-#include <umapd_store.h>
+#include "ra_test.h"
 
 #include <stdio.h>
 #include <time.h>
-#include <sys/mman.h>
 
 #define NP 16384
 #define WINDOW 64
@@ -38,8 +33,6 @@
 int main(void)
 {
 	size_t ps = t_sys_page();
-	struct umapd_store *st;
-	struct umapd_region_opts o = { .page_size = ps, .read_ahead = WINDOW };
 	struct timespec pause = { 0, 125 * 1000 };
 
 	t_init("ra_budget", 60);
@@ -49,19 +42,10 @@ int main(void)
 	t_umapd_start();
 
 	t_step("fill a memory store of %d pages through a region", NP);
-	T_OK(umapd_store_memory((uint64_t)NP * ps, (uint64_t)NP * ps, &st));
-	uint8_t *m = umapd_map_store(NULL, NP * ps, PROT_READ | PROT_WRITE, 0, st, 0, &o);
-	T_CHECK(m != NULL, "umapd_map_store: %s", t_errname(errno));
-	for (size_t i = 0; i < NP; i++)
-		m[i * ps + 3] = t_pat(i * ps + 3, SEED);
-	T_OK(umapd_flush(m, NP * ps));
-	T_OK(umapd_evict(m, NP * ps));
+	uint8_t *m = ra_test_map_pattern(NP, WINDOW, 3, SEED);
 
 	t_step("a paced scan, 8 times the budget");
-	struct eng_region *r = rg_get((uintptr_t)m);
-
-	T_CHECK(r != NULL, "no region at %p", (void *)m);
-	rg_put(r);
+	struct eng_region *r = ra_test_region(m);
 	uint64_t cut0 = atomic_load(&r->c.ra_budget_cut), marks0 = atomic_load(&r->c.ra_marks);
 	struct umapd_stats a, b;
 

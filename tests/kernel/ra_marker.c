@@ -18,34 +18,20 @@
  * its markers are outstanding and flushed, checks that a marker's first
  * access can be a write (DIRTY, in the store after umapd_flush).
  */
-#include "umapd_test.h"
-
-#include "engine/engine.h"
-
-#include <umapd_store.h>
+#include "ra_test.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define NP 16384
 #define WINDOW 64
 #define SEED 17
 
-static struct eng_region *region_of(void *p)
-{
-	struct eng_region *r = rg_get((uintptr_t)p);
-
-	T_CHECK(r != NULL, "no region at %p", p);
-	rg_put(r);
-	return r;
-}
-
 int main(void)
 {
 	size_t ps = t_sys_page();
-	struct umapd_store *st, *st2;
+	struct umapd_store *st2;
 	struct umapd_region_opts o = { .page_size = ps, .read_ahead = WINDOW };
 
 	t_init("ra_marker", 60);
@@ -53,14 +39,8 @@ int main(void)
 	t_umapd_start();
 
 	t_step("a scan over a memory store");
-	T_OK(umapd_store_memory((uint64_t)NP * ps, (uint64_t)NP * ps, &st));
-	uint8_t *m = umapd_map_store(NULL, NP * ps, PROT_READ | PROT_WRITE, 0, st, 0, &o);
-	T_CHECK(m != NULL, "umapd_map_store: %s", t_errname(errno));
-	for (size_t i = 0; i < NP; i++)
-		m[i * ps + 1] = t_pat(i * ps + 1, SEED);
-	T_OK(umapd_flush(m, NP * ps));
-	T_OK(umapd_evict(m, NP * ps));
-	struct eng_region *r = region_of(m);
+	uint8_t *m = ra_test_map_pattern(NP, WINDOW, 1, SEED);
+	struct eng_region *r = ra_test_region(m);
 	struct umapd_stats a, b;
 	uint64_t marks0 = atomic_load(&r->c.ra_marks);
 
